@@ -1,0 +1,1 @@
+//! `TestCluster`: an in-process Kubernetes API server that follows the documented API semantics.
