@@ -1,12 +1,23 @@
 //! # gitops-apply: the third stage of the GitOps pipeline
 //!
-//! Makes a cluster match a set of rendered objects and says exactly what changed: server-side
-//! apply in Flux's stages (CRDs, Namespaces and ClusterRoles first, then `*Class` kinds, then
-//! the rest), drift detection by dry-run, field-manager takeover, an inventory with Flux's
-//! entry ids and pruning of what left Git, kstatus health checks and waiting, and impersonation.
-//! This is what `fluxcd/pkg/ssa` does for Flux's kustomize- and helm-controller, on kube-client.
-//!
-//! The crate's centre is the object-safe, async `Applier` trait, implemented by a
-//! `ResourceManager` over a `kube::Client`.
-//!
-//! Status: the workspace scaffolding. The applier arrives with issue #7. See `STATUS.md`.
+//! Work in progress; see the crate docs once the `ResourceManager` lands.
+
+pub mod changeset;
+pub mod diff;
+pub mod error;
+pub mod health;
+pub mod inventory;
+pub mod normalize;
+pub mod object;
+pub mod options;
+pub mod sort;
+
+pub use changeset::{Action, ChangeSet, ChangeSetEntry};
+pub use error::{ApplyError, ApplyFailure, NotReady, WaitError, is_immutable_error};
+pub use health::{Health, Status};
+pub use inventory::{Inventory, InventoryEntry};
+pub use object::{ObjMetadata, ObjectRef, ObjectRefError};
+pub use options::{ApplyOptions, DeletionPolicy, Owner, PruneOptions, SsaPolicy};
+
+/// Re-exported so callers build clients and objects with the same kube version.
+pub use kube;
