@@ -13,4 +13,5 @@
 //! The in-process Kubernetes API server (`TestCluster`) arrives with issue #6.
 
 pub mod cluster;
+pub mod fixture;
 pub mod servers;
