@@ -91,6 +91,9 @@ pub enum ApplyFailure {
     /// Waiting for objects failed.
     #[error(transparent)]
     Wait(#[from] WaitError),
+    /// A drift report could not be rendered.
+    #[error(transparent)]
+    Diff(#[from] crate::diff::DiffError),
 }
 
 impl ApplyFailure {
