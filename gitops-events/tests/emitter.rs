@@ -1,6 +1,8 @@
 //! The emitter against a real HTTP server: header, body, retries on 5xx and connection
 //! errors, no retry on 4xx.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use std::time::Duration;

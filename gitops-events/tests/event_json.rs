@@ -1,5 +1,7 @@
 //! The event JSON is Flux's, byte for byte.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 use gitops_events::{Event, Severity};
 
 fn fixture(name: &str) -> String {

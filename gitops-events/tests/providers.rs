@@ -1,5 +1,7 @@
 //! Every provider against a real HTTP server on 127.0.0.1: method, path, headers and body.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
 mod common;
 
 use common::{RecordingServer, SHA, kustomization_event};

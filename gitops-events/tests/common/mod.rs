@@ -1,5 +1,5 @@
 //! A real HTTP server on 127.0.0.1 that records every request and answers from a script.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
