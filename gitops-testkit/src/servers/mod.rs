@@ -48,23 +48,23 @@
 mod error;
 mod git_daemon;
 mod git_http;
-// mod helm;
+mod helm;
 mod http;
 mod process;
-// mod registry;
-// mod s3;
-// mod ssh;
+mod registry;
+mod s3;
+mod ssh;
 mod tls;
 
 pub use error::ServerError;
 pub use git_daemon::{GitDaemon, GitDaemonBuilder};
 pub use git_http::{GitHttpServer, GitHttpServerBuilder};
-// pub use helm::{HelmRepoServer, HelmRepoServerBuilder};
+pub use helm::{HelmRepoServer, HelmRepoServerBuilder};
 pub use http::RecordedRequest;
 pub use process::free_port;
-// pub use registry::{OciRegistry, OciRegistryBuilder};
-// pub use s3::{S3Server, S3ServerBuilder};
-// pub use ssh::{SshGitServer, SshGitServerBuilder};
+pub use registry::{OciRegistry, OciRegistryBuilder};
+pub use s3::{S3Server, S3ServerBuilder};
+pub use ssh::{SshGitServer, SshGitServerBuilder};
 pub use tls::{IssuedCert, TestCa};
 
 /// The address every launcher binds.

@@ -52,7 +52,6 @@ impl Package {
         }
     }
 
-    #[allow(dead_code)] // The S3 launcher (moto) uses it.
     pub(crate) const fn pypi(name: &'static str) -> Self {
         Package {
             name,
@@ -197,7 +196,7 @@ impl ServerProcess {
     }
 
     /// The process id (also the process group id).
-    #[allow(dead_code)] // Used by the tests and the sshd launcher.
+    #[cfg(test)]
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -295,7 +294,6 @@ pub(crate) fn port_open(addr: SocketAddr) -> bool {
 ///
 /// Only for readiness checks and setup calls against servers we started ourselves; tests use a
 /// real HTTP client.
-#[allow(dead_code)] // The registry and S3 launchers use it.
 pub(crate) fn raw_http(
     addr: SocketAddr,
     method: &str,

@@ -1,0 +1,75 @@
+//! `S3Server`: objects put and got through moto with a real, signing S3 client.
+
+use std::net::TcpStream;
+
+use gitops_testkit::servers::{S3Server, ServerError};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+fn store(server: &S3Server, bucket: &str) -> impl ObjectStore {
+    AmazonS3Builder::new()
+        .with_endpoint(server.endpoint())
+        .with_region(server.region())
+        .with_bucket_name(bucket)
+        .with_access_key_id(server.access_key())
+        .with_secret_access_key(server.secret_key())
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .expect("S3 client")
+}
+
+#[tokio::test]
+async fn an_object_round_trips_through_the_created_bucket() {
+    let server = S3Server::builder()
+        .bucket("artifacts")
+        .start()
+        .expect("moto");
+    assert_eq!(server.bucket(), "artifacts");
+    assert!(server.endpoint().starts_with("http://127.0.0.1:"));
+    let s3 = store(&server, server.bucket());
+    let path = ObjectPath::from("manifests/app.yaml");
+    s3.put(&path, PutPayload::from_static(b"kind: ConfigMap\n"))
+        .await
+        .expect("put");
+    let got = s3
+        .get(&path)
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(got.as_ref(), b"kind: ConfigMap\n");
+    let meta = s3.head(&path).await.expect("head");
+    assert_eq!(meta.size, 16);
+    assert!(meta.e_tag.is_some());
+
+    // A bucket that was not created does not exist.
+    let other = store(&server, "not-created");
+    assert!(other.get(&path).await.is_err());
+}
+
+#[test]
+fn after_drop_the_port_refuses_connections() {
+    let server = S3Server::start().expect("moto");
+    let addr = server.addr();
+    TcpStream::connect(addr).expect("running server accepts");
+    drop(server);
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "{addr} still accepts after drop"
+    );
+}
+
+#[test]
+fn a_missing_python_names_the_package() {
+    let err = S3Server::builder()
+        .python_binary("/nonexistent/python3")
+        .start()
+        .expect_err("no python there");
+    assert!(
+        matches!(&err, ServerError::MissingBinary { package, .. } if package == "python3"),
+        "{err}"
+    );
+}
