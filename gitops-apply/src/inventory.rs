@@ -93,6 +93,20 @@ impl Inventory {
             .collect()
     }
 
+    /// Reads Flux's status shape `{"entries": [{"id": ..., "v": ...}]}`.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let mut inv: Inventory = serde_json::from_str(text)?;
+        inv.entries.sort();
+        inv.entries.dedup_by(|a, b| a.id == b.id);
+        Ok(inv)
+    }
+
+    /// Writes Flux's status shape, pretty-printed.
+    pub fn to_json(&self) -> String {
+        // A struct of strings always serialises.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
     /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -14,6 +14,7 @@ pub mod object;
 pub mod options;
 pub mod sort;
 mod wait;
+pub mod yaml;
 
 pub use changeset::{Action, ChangeSet, ChangeSetEntry};
 pub use client::{ClientError, Impersonation};
