@@ -304,6 +304,15 @@ impl Alert {
     }
 }
 
+/// The event as a provider receives it without an alert: metadata cleaned up and merged as
+/// [`Alert::notification`] does, with no alert metadata (for sending one event directly, as
+/// `gitops notify` does).
+pub fn for_provider(event: &Event) -> Event {
+    let mut out = event.clone();
+    out.metadata = merge_metadata(event, &BTreeMap::new(), None, "-");
+    out
+}
+
 /// Keeps only the metadata Flux alerts on: keys under `event.toolkit.fluxcd.io/` or the
 /// involved object's group, without the checksum and digest entries.
 pub fn cleanup_metadata(event: &Event) -> BTreeMap<String, String> {

@@ -215,6 +215,39 @@ pub struct ReconcileRequest {
     pub resources: Vec<ResourceRef>,
 }
 
+impl fmt::Display for ReconcileRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} ({}",
+            self.receiver_namespace, self.receiver_name, self.receiver_type
+        )?;
+        if let Some(e) = &self.event {
+            write!(f, ", event {e:?}")?;
+        }
+        f.write_str("): ")?;
+        if self.resources.is_empty() {
+            return f.write_str("reconcile (no resources configured)");
+        }
+        f.write_str("reconcile ")?;
+        for (i, r) in self.resources.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}/{}/{}", r.kind, r.namespace, r.name)?;
+            if !r.match_labels.is_empty() {
+                let labels: Vec<String> = r
+                    .match_labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                write!(f, " [{}]", labels.join(","))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The failure a trigger reports (the webhook gets a 500).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -254,6 +287,17 @@ pub fn router(
             receivers: Arc::new(map),
             trigger,
         })
+}
+
+/// Serves a router on a listener until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Why a webhook was refused.
