@@ -15,12 +15,18 @@
 pub mod archive;
 pub mod artifact;
 pub mod error;
+pub mod fetch;
+pub mod git;
 pub mod revision;
 pub mod semver;
+pub mod server;
 pub mod sourceignore;
 pub mod store;
 
 pub use artifact::{Acquired, Artifact, Source};
 pub use error::SourceError;
+pub use fetch::{FetchLimits, Fetched, fetch_artifact};
+pub use git::{GitAuth, GitReference, GitSource, ProxySettings};
 pub use revision::{Algorithm, Digest, Revision};
+pub use server::ArtifactServer;
 pub use store::{ArtifactStore, ObjectRef, Retention};

@@ -1,0 +1,583 @@
+//! GitSource against real servers: `git http-backend` (Basic, bearer, TLS, mTLS), `git daemon`
+//! and `file://` (git-upload-pack), on repositories built by the testkit's `GitFixture`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use gitops_source::{
+    Acquired, Artifact, ArtifactStore, GitAuth, GitReference, GitSource, ObjectRef, Source,
+    SourceError,
+};
+use gitops_testkit::fixture::{GitFixture, GitRepo};
+use gitops_testkit::servers::{GitDaemon, GitHttpServer};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Reads a `.tar.gz` into `path -> contents` (directories end with `/` and have no contents).
+fn archive_files(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let file = std::fs::File::open(path).expect("artifact exists");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().expect("tar entries") {
+        let mut entry = entry.expect("tar entry");
+        let name = entry
+            .path()
+            .expect("entry path")
+            .to_string_lossy()
+            .into_owned();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).expect("entry body");
+        out.insert(name, body);
+    }
+    out
+}
+
+fn file_names(path: &Path) -> Vec<String> {
+    archive_files(path)
+        .into_keys()
+        .filter(|k| !k.ends_with('/'))
+        .collect()
+}
+
+fn object() -> ObjectRef {
+    ObjectRef::new("GitRepository", "flux-system", "app").expect("valid object")
+}
+
+fn source(url: &str, reference: GitReference) -> GitSource {
+    let mut s = GitSource::new(url, object());
+    s.reference = reference;
+    s.timeout = Duration::from_secs(30);
+    s
+}
+
+fn branch(name: &str) -> GitReference {
+    GitReference {
+        branch: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// A repository with two branches, lightweight, annotated and semver tags and a pull ref.
+struct Fixture {
+    fixture: GitFixture,
+    repo: GitRepo,
+    first: String,
+    second: String,
+    dev: String,
+    rc: String,
+    pull: String,
+}
+
+fn fixture() -> Result<Fixture, Box<dyn std::error::Error>> {
+    let fixture = GitFixture::new()?;
+    let repo = fixture.repo("app")?;
+    repo.write("deploy/app.yaml", "kind: ConfigMap\n")?;
+    repo.write("deploy/logo.png", [0u8, 1, 2])?;
+    repo.write(".github/workflows/ci.yaml", "on: push\n")?;
+    repo.write("README.md", "# app\n")?;
+    let first = repo.commit("first")?;
+    repo.tag("v1.0.0")?;
+    repo.write("deploy/app.yaml", "kind: ConfigMap\nversion: 2\n")?;
+    let second = repo.commit("second")?;
+    repo.tag_annotated("v1.2.0", "release 1.2.0")?;
+    repo.tags(["v2.0.0-alpha.1", "not-a-version"])?;
+    repo.switch_new("dev")?;
+    repo.write("dev.txt", "dev\n")?;
+    let dev = repo.commit("dev work")?;
+    repo.tag("v1.3.0-rc.1")?;
+    let rc = dev.clone();
+    repo.write("pr.txt", "pull request\n")?;
+    let pull = repo.commit("pull request")?;
+    repo.set_ref("refs/pull/1/head", &pull)?;
+    repo.switch("main")?;
+    fixture.publish(&repo, "app.git")?;
+    Ok(Fixture {
+        fixture,
+        repo,
+        first,
+        second,
+        dev,
+        rc,
+        pull,
+    })
+}
+
+async fn acquire_new(src: &GitSource, store: &ArtifactStore) -> Artifact {
+    match src.acquire(None, store).await {
+        Ok(Acquired::New(a)) => a,
+        other => panic!("expected a new artifact, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_reference_kind_over_http() -> TestResult {
+    let f = fixture()?;
+    let server = GitHttpServer::start(f.fixture.serve_dir())?;
+    let url = server.url_for("app.git");
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+
+    let cases: Vec<(GitReference, String)> = vec![
+        (branch("main"), format!("main@sha1:{}", f.second)),
+        (branch("dev"), format!("dev@sha1:{}", f.pull)),
+        (
+            GitReference {
+                tag: Some("v1.0.0".into()),
+                ..Default::default()
+            },
+            format!("v1.0.0@sha1:{}", f.first),
+        ),
+        // An annotated tag resolves to its commit, not the tag object.
+        (
+            GitReference {
+                tag: Some("v1.2.0".into()),
+                ..Default::default()
+            },
+            format!("v1.2.0@sha1:{}", f.second),
+        ),
+        (
+            GitReference {
+                semver: Some(">=1.0.0 <2.0.0".into()),
+                ..Default::default()
+            },
+            format!("v1.2.0@sha1:{}", f.second),
+        ),
+        // A range naming a pre-release admits pre-releases.
+        (
+            GitReference {
+                semver: Some(">=1.3.0-0 <1.4.0".into()),
+                ..Default::default()
+            },
+            format!("v1.3.0-rc.1@sha1:{}", f.rc),
+        ),
+        (
+            GitReference {
+                name: Some("refs/pull/1/head".into()),
+                ..Default::default()
+            },
+            format!("refs/pull/1/head@sha1:{}", f.pull),
+        ),
+        (
+            GitReference {
+                commit: Some(f.first.clone()),
+                ..Default::default()
+            },
+            format!("sha1:{}", f.first),
+        ),
+        (
+            GitReference {
+                branch: Some("dev".into()),
+                commit: Some(f.dev.clone()),
+                ..Default::default()
+            },
+            format!("dev@sha1:{}", f.dev),
+        ),
+        // Precedence: the tag wins over the branch, the ref name over the semver range.
+        (
+            GitReference {
+                branch: Some("dev".into()),
+                tag: Some("v1.0.0".into()),
+                ..Default::default()
+            },
+            format!("v1.0.0@sha1:{}", f.first),
+        ),
+        (
+            GitReference {
+                semver: Some("*".into()),
+                name: Some("refs/heads/dev".into()),
+                ..Default::default()
+            },
+            format!("refs/heads/dev@sha1:{}", f.pull),
+        ),
+        // No reference: the remote's HEAD branch.
+        (GitReference::default(), format!("main@sha1:{}", f.second)),
+    ];
+    for (reference, expected) in cases {
+        let src = source(&url, reference.clone());
+        let artifact = acquire_new(&src, &store).await;
+        assert_eq!(artifact.revision.to_string(), expected, "{reference:?}");
+        let commit = artifact.revision.digest().hex().to_owned();
+        assert_eq!(
+            artifact.path,
+            Path::new("gitrepository/flux-system/app").join(format!("{commit}.tar.gz"))
+        );
+        store.verify(&artifact.path, &artifact.digest)?;
+        assert_eq!(
+            std::fs::metadata(store.local_path(&artifact.path))?.len(),
+            artifact.size
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn archive_content_follows_flux_default_exclusions() -> TestResult {
+    let f = fixture()?;
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+    let url = format!("file://{}", f.fixture.serve_dir().join("app.git").display());
+    let artifact = acquire_new(&source(&url, branch("main")), &store).await;
+    let files = archive_files(&store.local_path(&artifact.path));
+    assert_eq!(
+        files.keys().cloned().collect::<Vec<_>>(),
+        ["README.md", "deploy/", "deploy/app.yaml"]
+    );
+    assert_eq!(files["deploy/app.yaml"], b"kind: ConfigMap\nversion: 2\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unchanged_remote_is_not_fetched() -> TestResult {
+    let f = fixture()?;
+    let server = GitHttpServer::start(f.fixture.serve_dir())?;
+    let url = server.url_for("app.git");
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+    let src = source(&url, branch("main"));
+    let upload_pack_posts = |server: &GitHttpServer| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/git-upload-pack"))
+            .count()
+    };
+
+    let first = acquire_new(&src, &store).await;
+    let after_first = upload_pack_posts(&server);
+    // ls-refs and fetch are one POST each in protocol v2.
+    assert!(
+        after_first >= 2,
+        "a new artifact needs ls-refs and fetch, saw {after_first} POSTs"
+    );
+
+    let again = src.acquire(Some(&first), &store).await?;
+    assert_eq!(again, Acquired::Unchanged(first.clone()));
+    let after_second = upload_pack_posts(&server);
+    assert_eq!(
+        after_second - after_first,
+        1,
+        "only ls-refs, no pack: {:?}",
+        server.requests()
+    );
+
+    // A new commit on the branch is fetched.
+    f.repo.write("deploy/new.yaml", "kind: Secret\n")?;
+    let third_commit = f.repo.commit("third")?;
+    f.fixture.publish(&f.repo, "app.git")?;
+    let next = src.acquire(Some(&first), &store).await?;
+    assert!(next.is_new());
+    assert_eq!(
+        next.artifact().revision.to_string(),
+        format!("main@sha1:{third_commit}")
+    );
+    assert!(upload_pack_posts(&server) - after_second >= 2);
+
+    // Changing the ignore rules rebuilds even at the same revision.
+    let mut with_ignore = src.clone();
+    with_ignore.ignore = Some("README.md\n".into());
+    let rebuilt = with_ignore.acquire(Some(next.artifact()), &store).await?;
+    assert!(rebuilt.is_new());
+    assert_eq!(rebuilt.artifact().revision, next.artifact().revision);
+    assert!(
+        !file_names(&store.local_path(&rebuilt.artifact().path)).contains(&"README.md".to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn same_tree_gives_same_digest_from_different_clones_and_transports() -> TestResult {
+    let f = fixture()?;
+    let server = GitHttpServer::start(f.fixture.serve_dir())?;
+    let daemon = GitDaemon::start(f.fixture.serve_dir())?;
+    let (a, b, c) = (
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    );
+    let http = acquire_new(
+        &source(&server.url_for("app.git"), branch("main")),
+        &ArtifactStore::new(a.path())?,
+    )
+    .await;
+    // Checkouts happen at different times, so file mtimes differ; the digest must not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let git = acquire_new(
+        &source(&daemon.url_for("app.git"), branch("main")),
+        &ArtifactStore::new(b.path())?,
+    )
+    .await;
+    let file_url = format!("file://{}", f.fixture.serve_dir().join("app.git").display());
+    let file = acquire_new(
+        &source(&file_url, branch("main")),
+        &ArtifactStore::new(c.path())?,
+    )
+    .await;
+    assert_eq!(http.digest, git.digest);
+    assert_eq!(http.digest, file.digest);
+    assert_eq!(http.revision, git.revision);
+    let bytes_a = std::fs::read(a.path().join(&http.path))?;
+    let bytes_c = std::fs::read(c.path().join(&file.path))?;
+    assert_eq!(bytes_a, bytes_c);
+    Ok(())
+}
+
+#[tokio::test]
+async fn ignore_layering_sourceignore_and_spec() -> TestResult {
+    let fixture = GitFixture::new()?;
+    let repo = fixture.repo("layers")?;
+    repo.write(".sourceignore", "*.txt\n")?;
+    repo.write("apps/.sourceignore", "secret.yaml\n")?;
+    repo.write("apps/secret.yaml", "s\n")?;
+    repo.write("apps/app.yaml", "a\n")?;
+    repo.write("notes.txt", "n\n")?;
+    repo.write("keep.txt", "k\n")?;
+    repo.write("logo.png", "p\n")?;
+    repo.commit("layers")?;
+    fixture.publish(&repo, "layers.git")?;
+    let url = format!(
+        "file://{}",
+        fixture.serve_dir().join("layers.git").display()
+    );
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+
+    let plain = acquire_new(&source(&url, branch("main")), &store).await;
+    // .sourceignore files replace the defaults (logo.png stays), nested ones are scoped.
+    assert_eq!(
+        file_names(&store.local_path(&plain.path)),
+        [
+            ".sourceignore",
+            "apps/.sourceignore",
+            "apps/app.yaml",
+            "logo.png"
+        ]
+    );
+
+    let mut spec = source(&url, branch("main"));
+    spec.ignore = Some("!keep.txt\n/apps/\n".into());
+    let with_spec = acquire_new(&spec, &store).await;
+    assert_eq!(
+        file_names(&store.local_path(&with_spec.path)),
+        [".sourceignore", "keep.txt", "logo.png"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sparse_checkout_and_submodules() -> TestResult {
+    let fixture = GitFixture::new()?;
+    let lib = fixture.repo("lib")?;
+    lib.write("lib.yaml", "kind: Lib\n")?;
+    let lib_commit = lib.commit("lib")?;
+    fixture.publish(&lib, "lib.git")?;
+    let server = GitHttpServer::start(fixture.serve_dir())?;
+
+    let app = fixture.repo("mono")?;
+    app.write("apps/web/web.yaml", "web\n")?;
+    app.write("apps/api/api.yaml", "api\n")?;
+    app.write("infra/net.yaml", "net\n")?;
+    app.write("README.md", "readme\n")?;
+    app.add_submodule("vendor/lib", &server.url_for("lib.git"), &lib_commit)?;
+    app.commit("mono")?;
+    fixture.publish(&app, "mono.git")?;
+    let url = server.url_for("mono.git");
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+
+    let mut sparse = source(&url, branch("main"));
+    sparse.sparse_checkout = vec!["apps/web".into(), "infra/".into()];
+    let artifact = acquire_new(&sparse, &store).await;
+    assert_eq!(
+        file_names(&store.local_path(&artifact.path)),
+        ["apps/web/web.yaml", "infra/net.yaml"]
+    );
+
+    let without = acquire_new(&source(&url, branch("main")), &store).await;
+    assert!(
+        !file_names(&store.local_path(&without.path)).contains(&"vendor/lib/lib.yaml".to_owned())
+    );
+
+    let mut with_subs = source(&url, branch("main"));
+    with_subs.recurse_submodules = true;
+    let artifact = acquire_new(&with_subs, &store).await;
+    let files = archive_files(&store.local_path(&artifact.path));
+    assert_eq!(files["vendor/lib/lib.yaml"], b"kind: Lib\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn basic_auth_bearer_tls_and_mtls() -> TestResult {
+    let f = fixture()?;
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+
+    let basic = GitHttpServer::builder()
+        .basic_auth("git", "s3cret")
+        .tls()
+        .start(f.fixture.serve_dir())?;
+    let ca = basic
+        .ca_pem()
+        .expect("TLS server has a CA")
+        .as_bytes()
+        .to_vec();
+    let mut src = source(&basic.url_for("app.git"), branch("main"));
+    src.auth = GitAuth {
+        basic: Some(("git".into(), "s3cret".into())),
+        ca_pem: Some(ca.clone()),
+        ..Default::default()
+    };
+    let artifact = acquire_new(&src, &store).await;
+    assert_eq!(
+        artifact.revision.to_string(),
+        format!("main@sha1:{}", f.second)
+    );
+    assert!(
+        basic
+            .requests()
+            .iter()
+            .any(|r| r.user.as_deref() == Some("git"))
+    );
+
+    // Wrong password: a typed authentication error naming the URL, never the password.
+    let mut wrong = src.clone();
+    wrong.auth.basic = Some(("git".into(), "wrong-password".into()));
+    let err = wrong.acquire(None, &store).await.expect_err("must fail");
+    assert!(
+        matches!(err, SourceError::AuthenticationFailed { .. }),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert!(shown.contains(&basic.url_for("app.git")), "{shown}");
+    assert!(!shown.contains("wrong-password"), "{shown}");
+
+    // No credentials at all.
+    let mut none = src.clone();
+    none.auth.basic = None;
+    let err = none.acquire(None, &store).await.expect_err("must fail");
+    assert!(
+        matches!(err, SourceError::AuthenticationFailed { .. }),
+        "{err:?}"
+    );
+
+    // Without our CA the server certificate is not trusted.
+    let mut untrusted = src.clone();
+    untrusted.auth.ca_pem = None;
+    let err = untrusted
+        .acquire(None, &store)
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, SourceError::Network { .. }), "{err:?}");
+
+    let bearer = GitHttpServer::builder()
+        .bearer_token("t0ken")
+        .start(f.fixture.serve_dir())?;
+    let mut src = source(&bearer.url_for("app.git"), branch("main"));
+    src.auth.bearer_token = Some("t0ken".into());
+    acquire_new(&src, &store).await;
+    src.auth.bearer_token = Some("nope".into());
+    let err = src.acquire(None, &store).await.expect_err("must fail");
+    assert!(
+        matches!(err, SourceError::AuthenticationFailed { .. }),
+        "{err:?}"
+    );
+
+    let mtls = GitHttpServer::builder()
+        .tls()
+        .require_client_cert()
+        .start(f.fixture.serve_dir())?;
+    let client = mtls.issue_client_cert("gitops").expect("TLS")?;
+    let mut src = source(&mtls.url_for("app.git"), branch("main"));
+    src.auth.ca_pem = Some(mtls.ca_pem().expect("CA").as_bytes().to_vec());
+    let err = src
+        .acquire(None, &store)
+        .await
+        .expect_err("no client certificate");
+    assert!(
+        matches!(err, SourceError::AuthenticationFailed { .. }),
+        "{err:?}"
+    );
+    src.auth.client_identity_pem =
+        Some((client.cert_pem.into_bytes(), client.key_pem.into_bytes()));
+    acquire_new(&src, &store).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_refs_ranges_and_unreachable_servers_are_typed() -> TestResult {
+    let f = fixture()?;
+    let server = GitHttpServer::start(f.fixture.serve_dir())?;
+    let url = server.url_for("app.git");
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+
+    let err = source(&url, branch("nope"))
+        .acquire(None, &store)
+        .await
+        .expect_err("missing");
+    match &err {
+        SourceError::ReferenceNotFound { url: u, reference } => {
+            assert_eq!(u, &url);
+            assert!(reference.contains("nope"), "{reference}");
+        }
+        other => panic!("expected ReferenceNotFound, got {other:?}"),
+    }
+    let err = source(
+        &url,
+        GitReference {
+            tag: Some("v9.9.9".into()),
+            ..Default::default()
+        },
+    )
+    .acquire(None, &store)
+    .await
+    .expect_err("missing tag");
+    assert!(
+        matches!(err, SourceError::ReferenceNotFound { .. }),
+        "{err:?}"
+    );
+
+    let err = source(
+        &url,
+        GitReference {
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            ..Default::default()
+        },
+    )
+    .acquire(None, &store)
+    .await
+    .expect_err("missing commit");
+    assert!(
+        matches!(err, SourceError::ReferenceNotFound { .. }),
+        "{err:?}"
+    );
+
+    let err = source(
+        &url,
+        GitReference {
+            semver: Some("^3".into()),
+            ..Default::default()
+        },
+    )
+    .acquire(None, &store)
+    .await
+    .expect_err("no tag matches");
+    match err {
+        SourceError::NoMatchingTag { range, .. } => assert_eq!(range, "^3"),
+        other => panic!("expected NoMatchingTag, got {other:?}"),
+    }
+
+    // A port nobody listens on.
+    let port = gitops_testkit::servers::free_port()?;
+    let dead = format!("http://127.0.0.1:{port}/app.git");
+    let err = source(&dead, branch("main"))
+        .acquire(None, &store)
+        .await
+        .expect_err("unreachable");
+    match &err {
+        SourceError::Network { url, .. } => assert_eq!(url, &dead),
+        other => panic!("expected Network, got {other:?}"),
+    }
+    Ok(())
+}
