@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use gitops_testkit::fixture::GitFixture;
-use gitops_testkit::servers::{ServerError, SshGitServer};
+use gitops_testkit::servers::{ServerError, SshGitServer, SshKeyType};
 
 fn git<I, S>(cwd: &Path, args: I, env: &[(String, OsString)]) -> Output
 where
@@ -203,6 +203,28 @@ fn a_passphrase_protected_client_key_works_with_its_passphrase() {
             .starts_with(String::from_utf8_lossy(&out.stdout).trim())
     );
 
+    let refs = ok(&git(
+        fx.path(),
+        ["ls-remote", &server.url_for("app.git")],
+        &server.git_env(),
+    ));
+    assert!(refs.contains(&format!("{c1}\trefs/heads/main")), "{refs}");
+}
+
+#[test]
+fn ecdsa_host_keys_and_rsa_client_keys_work_too() {
+    let (fx, c1) = fixture();
+    let server = SshGitServer::builder()
+        .host_key_type(SshKeyType::EcdsaP256)
+        .client_key_type(SshKeyType::Rsa)
+        .start(fx.serve_dir())
+        .expect("sshd");
+    assert!(
+        server.known_hosts_line().contains(" ecdsa-sha2-nistp256 "),
+        "{}",
+        server.known_hosts_line()
+    );
+    assert!(server.client_public_key().starts_with("ssh-rsa "));
     let refs = ok(&git(
         fx.path(),
         ["ls-remote", &server.url_for("app.git")],

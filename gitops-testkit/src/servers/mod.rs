@@ -64,7 +64,7 @@ pub use http::RecordedRequest;
 pub use process::free_port;
 pub use registry::{OciRegistry, OciRegistryBuilder};
 pub use s3::{S3Server, S3ServerBuilder};
-pub use ssh::{SshGitServer, SshGitServerBuilder};
+pub use ssh::{SshGitServer, SshGitServerBuilder, SshKeyType};
 pub use tls::{IssuedCert, TestCa};
 
 /// The address every launcher binds.

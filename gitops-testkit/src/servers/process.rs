@@ -394,23 +394,12 @@ mod tests {
         })
         .expect("ready");
         let pgid = proc.pid().to_string();
+        let before = live_processes_in_group(&pgid);
+        assert!(before.len() >= 2, "the shell and its sleep: {before:?}");
         drop(proc);
         // Killed processes linger as zombies until reaped by init: count live ones only, and
         // give the kernel a moment to finish the kill.
-        let live = || {
-            let out = Command::new("ps")
-                .args(["-e", "-o", "pgid=,stat=,pid="])
-                .output()
-                .expect("ps");
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| {
-                    let mut f = l.split_whitespace();
-                    f.next() == Some(pgid.as_str()) && !f.next().unwrap_or("Z").starts_with('Z')
-                })
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
+        let live = || live_processes_in_group(&pgid);
         let deadline = Instant::now() + Duration::from_secs(2);
         while !live().is_empty() && Instant::now() < deadline {
             std::thread::sleep(POLL);
@@ -420,6 +409,65 @@ mod tests {
             "processes left in group {pgid}: {:?}",
             live()
         );
+    }
+
+    /// Live (not zombie) processes whose process group is `pgid`, from `/proc`.
+    fn live_processes_in_group(pgid: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.len() > 2 && fields[2] == pgid && fields[0] != "Z" && fields[0] != "X" {
+                found.push(stat);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_server_that_exits_while_starting_reports_its_log() {
+        let dir = temp_dir("testkit-exit-").expect("temp dir");
+        let log = dir.path().join("log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'bad config line 3' >&2; exit 3"]);
+        let mut proc = ServerProcess::spawn("failing", &mut cmd, &log).expect("spawn");
+        let err = proc
+            .wait_ready("127.0.0.1:1", Duration::from_secs(10), || false)
+            .expect_err("it exits");
+        match &err {
+            ServerError::Exited {
+                server, log_tail, ..
+            } => {
+                assert_eq!(*server, "failing");
+                assert!(log_tail.contains("bad config line 3"), "{log_tail}");
+            }
+            other => panic!("expected Exited, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_server_that_never_becomes_ready_times_out_with_its_log() {
+        let dir = temp_dir("testkit-slow-").expect("temp dir");
+        let log = dir.path().join("log");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo 'still loading'; sleep 30"]);
+        let mut proc = ServerProcess::spawn("slow", &mut cmd, &log).expect("spawn");
+        let err = proc
+            .wait_ready("127.0.0.1:9", Duration::from_millis(300), || false)
+            .expect_err("never ready");
+        match &err {
+            ServerError::StartTimeout { addr, log_tail, .. } => {
+                assert_eq!(addr, "127.0.0.1:9");
+                assert!(log_tail.contains("still loading"), "{log_tail}");
+            }
+            other => panic!("expected StartTimeout, got {other}"),
+        }
     }
 
     #[test]

@@ -18,6 +18,36 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const OPENSSH_SERVER: Package = Package::debian("openssh-server");
 const OPENSSH_CLIENT: Package = Package::debian("openssh-client");
 
+/// The algorithm of a generated SSH key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SshKeyType {
+    /// Ed25519 (the default).
+    #[default]
+    Ed25519,
+    /// ECDSA on NIST P-256 (`ecdsa-sha2-nistp256`).
+    EcdsaP256,
+    /// RSA, 3072 bits (signatures `rsa-sha2-256`/`-512`).
+    Rsa,
+}
+
+impl SshKeyType {
+    fn keygen_args(self) -> &'static [&'static str] {
+        match self {
+            SshKeyType::Ed25519 => &["-t", "ed25519"],
+            SshKeyType::EcdsaP256 => &["-t", "ecdsa", "-b", "256"],
+            SshKeyType::Rsa => &["-t", "rsa", "-b", "3072"],
+        }
+    }
+
+    fn file_stem(self) -> &'static str {
+        match self {
+            SshKeyType::Ed25519 => "ed25519",
+            SshKeyType::EcdsaP256 => "ecdsa",
+            SshKeyType::Rsa => "rsa",
+        }
+    }
+}
+
 /// Configures an [`SshGitServer`].
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `start` is called"]
@@ -25,6 +55,8 @@ pub struct SshGitServerBuilder {
     sshd: PathBuf,
     ssh_keygen: PathBuf,
     passphrase: Option<String>,
+    host_key_type: SshKeyType,
+    client_key_type: SshKeyType,
 }
 
 impl std::fmt::Debug for SshGitServerBuilder {
@@ -36,6 +68,8 @@ impl std::fmt::Debug for SshGitServerBuilder {
                 "passphrase",
                 &self.passphrase.as_ref().map(|_| "<redacted>"),
             )
+            .field("host_key_type", &self.host_key_type)
+            .field("client_key_type", &self.client_key_type)
             .finish()
     }
 }
@@ -46,6 +80,8 @@ impl Default for SshGitServerBuilder {
             sshd: PathBuf::from("/usr/sbin/sshd"),
             ssh_keygen: PathBuf::from("ssh-keygen"),
             passphrase: None,
+            host_key_type: SshKeyType::Ed25519,
+            client_key_type: SshKeyType::Ed25519,
         }
     }
 }
@@ -54,6 +90,18 @@ impl SshGitServerBuilder {
     /// Encrypts the generated client key with this passphrase.
     pub fn client_key_passphrase(mut self, passphrase: impl Into<String>) -> Self {
         self.passphrase = Some(passphrase.into());
+        self
+    }
+
+    /// The algorithm of the server's host key (default Ed25519).
+    pub fn host_key_type(mut self, key_type: SshKeyType) -> Self {
+        self.host_key_type = key_type;
+        self
+    }
+
+    /// The algorithm of the generated client key (default Ed25519).
+    pub fn client_key_type(mut self, key_type: SshKeyType) -> Self {
+        self.client_key_type = key_type;
         self
     }
 
@@ -82,12 +130,23 @@ impl SshGitServerBuilder {
         let dir = temp_dir("testkit-sshd-")?;
         let user = current_user()?;
 
-        let host_key = dir.path().join("ssh_host_ed25519_key");
-        generate_key(&keygen, &host_key, "gitops-testkit host", None)?;
-        let host_public_key = read_public_key(&host_key)?;
-        let client_key = dir.path().join("id_ed25519");
+        let host_key = dir
+            .path()
+            .join(format!("ssh_host_{}_key", self.host_key_type.file_stem()));
         generate_key(
             &keygen,
+            self.host_key_type,
+            &host_key,
+            "gitops-testkit host",
+            None,
+        )?;
+        let host_public_key = read_public_key(&host_key)?;
+        let client_key = dir
+            .path()
+            .join(format!("id_{}", self.client_key_type.file_stem()));
+        generate_key(
+            &keygen,
+            self.client_key_type,
             &client_key,
             "gitops-testkit client",
             self.passphrase.as_deref(),
@@ -151,8 +210,9 @@ impl SshGitServerBuilder {
     }
 }
 
-/// `sshd` on `127.0.0.1` with its own configuration, host key (ed25519) and port, and an
-/// authorized client key (ed25519, optionally passphrase-protected) generated for the test.
+/// `sshd` on `127.0.0.1` with its own configuration, host key and port, and an authorized
+/// client key (optionally passphrase-protected) generated for the test; both keys are Ed25519
+/// unless [`SshKeyType`] says otherwise.
 ///
 /// Repositories are reached by absolute path as the user running the tests:
 /// `ssh://root@127.0.0.1:PORT/<repos_dir>/app.git` ([`url_for`](Self::url_for) builds it).
@@ -352,20 +412,15 @@ fn sshd_config(
 /// ssh-keygen, so a failure is reported without the command line.
 fn generate_key(
     keygen: &Path,
+    key_type: SshKeyType,
     path: &Path,
     comment: &str,
     passphrase: Option<&str>,
 ) -> Result<(), ServerError> {
     let output = Command::new(keygen)
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-C",
-            comment,
-            "-N",
-            passphrase.unwrap_or(""),
-        ])
+        .arg("-q")
+        .args(key_type.keygen_args())
+        .args(["-C", comment, "-N", passphrase.unwrap_or("")])
         .arg("-f")
         .arg(path)
         .stdin(Stdio::null())
@@ -378,7 +433,12 @@ fn generate_key(
         Ok(())
     } else {
         Err(ServerError::Command {
-            command: format!("{} -t ed25519 -f {}", keygen.display(), path.display()),
+            command: format!(
+                "{} {} -f {}",
+                keygen.display(),
+                key_type.keygen_args().join(" "),
+                path.display()
+            ),
             status: output.status,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         })
