@@ -104,3 +104,25 @@ pub enum SourceError {
         source: std::io::Error,
     },
 }
+
+impl SourceError {
+    /// A stable, CamelCase name of the failure, usable as a Kubernetes condition reason
+    /// (`AuthenticationFailed`, `ReferenceNotFound`, …).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::AuthenticationFailed { .. } => "AuthenticationFailed",
+            SourceError::HostKeyMismatch { .. } => "HostKeyMismatch",
+            SourceError::ReferenceNotFound { .. } => "ReferenceNotFound",
+            SourceError::NoMatchingTag { .. } => "NoMatchingTag",
+            SourceError::Network { .. } => "NetworkError",
+            SourceError::Timeout { .. } => "Timeout",
+            SourceError::DigestMismatch { .. } => "DigestMismatch",
+            SourceError::UnsafeArchive { .. } => "UnsafeArchive",
+            SourceError::InvalidSpec(_) => "InvalidSpec",
+            SourceError::Git { .. } => "GitOperationFailed",
+            SourceError::Store(_) => "StorageOperationFailed",
+            SourceError::Ignore(_) => "InvalidIgnoreRules",
+            SourceError::Io { .. } => "IOError",
+        }
+    }
+}

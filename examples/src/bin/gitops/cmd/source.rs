@@ -1,15 +1,21 @@
 //! `gitops source …`: acquire sources as artifacts, serve a store.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gitops_source::{
+    ArtifactServer, ArtifactStore, GitAuth, GitReference, GitSource, ObjectRef, ProxySettings,
+    Source as _, SourceError,
+};
 
 /// The source kinds.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Acquire a Git repository at a reference as an artifact.
-    Git {
-        /// The repository URL.
-        url: String,
-    },
+    /// Acquire a Git repository at a reference as an artifact; prints
+    /// `{"revision","digest","size","path"}`.
+    Git(GitArgs),
     /// Acquire an OCI artifact.
     Oci {
         /// The `oci://` URL.
@@ -24,20 +30,269 @@ pub enum Command {
     },
     /// Acquire an S3-compatible bucket.
     Bucket,
-    /// Serve an artifact store over HTTP.
+    /// Serve an artifact store over HTTP (GET and HEAD of files, ranges; no listings).
     Serve {
         /// The store directory.
-        dir: std::path::PathBuf,
+        dir: PathBuf,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        addr: std::net::SocketAddr,
     },
+}
+
+/// Arguments of `gitops source git`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("reference").args(["branch", "tag", "semver", "ref_name"])))]
+pub struct GitArgs {
+    /// The repository URL (`https://`, `http://`, `ssh://`, `git://`, `file://`).
+    pub url: String,
+    /// A branch.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// A tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// A semver range over the tags (Masterminds syntax, e.g. `>=1.0.0 <2.0.0`).
+    #[arg(long)]
+    pub semver: Option<String>,
+    /// A full reference name, e.g. `refs/pull/1/head`.
+    #[arg(long)]
+    pub ref_name: Option<String>,
+    /// A commit (alone, or with --branch).
+    #[arg(long, conflicts_with_all = ["tag", "semver", "ref_name"])]
+    pub commit: Option<String>,
+    /// An ignore pattern (gitignore syntax); repeatable; replaces Flux's default exclusions.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Only this directory ends up in the artifact; repeatable.
+    #[arg(long = "sparse", value_name = "DIR")]
+    pub sparse: Vec<String>,
+    /// Fetch and include submodules, recursively.
+    #[arg(long)]
+    pub recurse_submodules: bool,
+    /// HTTP Basic user name.
+    #[arg(long, requires = "password", conflicts_with = "bearer_token")]
+    pub username: Option<String>,
+    /// HTTP Basic password (or set GITOPS_GIT_PASSWORD).
+    #[arg(
+        long,
+        env = "GITOPS_GIT_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
+    pub password: Option<String>,
+    /// HTTP bearer token (or set GITOPS_GIT_BEARER_TOKEN).
+    #[arg(long, env = "GITOPS_GIT_BEARER_TOKEN", hide_env_values = true)]
+    pub bearer_token: Option<String>,
+    /// PEM file of CA certificates to trust for HTTPS.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS.
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM client key for mutual TLS.
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// SSH private key file.
+    #[arg(long, requires = "known_hosts")]
+    pub ssh_key: Option<PathBuf>,
+    /// Passphrase of the SSH key (or set GITOPS_SSH_PASSPHRASE).
+    #[arg(
+        long,
+        env = "GITOPS_SSH_PASSPHRASE",
+        hide_env_values = true,
+        requires = "ssh_key"
+    )]
+    pub ssh_passphrase: Option<String>,
+    /// known_hosts file; required for SSH.
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// An HTTP(S) or SOCKS5 proxy (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY).
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Limit for each Git operation (`30s`, `2m`, or seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Namespace of the artifact in the store.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Name of the artifact in the store (default: the repository's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The artifact store directory; the archive lands in `gitrepository/<namespace>/<name>/`.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s or 2m"))?;
+    match unit {
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration {text:?}: unit must be s, m or h")),
+    }
 }
 
 /// Runs `gitops source`.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
-    Err(match command {
-        Command::Git { .. } => super::not_yet("source git", 3, "the Git source"),
-        Command::Serve { .. } => super::not_yet("source serve", 3, "the artifact server"),
-        Command::Oci { .. } => super::not_yet("source oci", 9, "the OCI source"),
-        Command::Helm { .. } => super::not_yet("source helm", 9, "the Helm chart source"),
-        Command::Bucket => super::not_yet("source bucket", 9, "the bucket source"),
+    match command {
+        Command::Git(args) => git(args),
+        Command::Serve { dir, addr } => serve(dir, addr),
+        Command::Oci { .. } => Err(super::not_yet("source oci", 9, "the OCI source")),
+        Command::Helm { .. } => Err(super::not_yet("source helm", 9, "the Helm chart source")),
+        Command::Bucket => Err(super::not_yet("source bucket", 9, "the bucket source")),
+    }
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+/// The repository name from its URL: `https://h/org/app.git` gives `app`.
+fn repo_name(url: &str) -> String {
+    let last = url
+        .trim_end_matches('/')
+        .rsplit(['/', ':'])
+        .next()
+        .unwrap_or("repository");
+    let name: String = last
+        .trim_end_matches(".git")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches('-').to_owned();
+    if name.is_empty() {
+        "repository".to_owned()
+    } else {
+        name
+    }
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn git(args: GitArgs) -> anyhow::Result<ExitCode> {
+    let name = args.name.clone().unwrap_or_else(|| repo_name(&args.url));
+    let object = ObjectRef::new("GitRepository", &args.namespace, &name)?;
+    let mut source = GitSource::new(args.url.clone(), object);
+    source.reference = GitReference {
+        branch: args.branch,
+        tag: args.tag,
+        semver: args.semver,
+        name: args.ref_name,
+        commit: args.commit,
+    };
+    if !args.ignore.is_empty() {
+        source.ignore = Some(args.ignore.join("\n"));
+    }
+    source.sparse_checkout = args.sparse;
+    source.recurse_submodules = args.recurse_submodules;
+    source.timeout = args.timeout;
+    source.proxy = args.proxy.map(|address| ProxySettings {
+        address,
+        basic: None,
+    });
+    source.auth = GitAuth {
+        basic: args.username.zip(args.password),
+        bearer_token: args.bearer_token,
+        ca_pem: args
+            .ca_file
+            .as_deref()
+            .map(|p| read(p, "CA file"))
+            .transpose()?,
+        client_identity_pem: match (&args.client_cert, &args.client_key) {
+            (Some(c), Some(k)) => Some((read(c, "client certificate")?, read(k, "client key")?)),
+            _ => None,
+        },
+        ssh_private_key: args
+            .ssh_key
+            .as_deref()
+            .map(|p| read(p, "SSH key"))
+            .transpose()?,
+        ssh_passphrase: args.ssh_passphrase,
+        known_hosts: args
+            .known_hosts
+            .as_deref()
+            .map(|p| read(p, "known_hosts"))
+            .transpose()?,
+    };
+    let store = ArtifactStore::new(&args.out)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let acquired = runtime
+        .block_on(source.acquire(None, &store))
+        .map_err(|e: SourceError| anyhow::anyhow!("{}: {e}", e.reason()))?;
+    let artifact = acquired.artifact();
+    let path = store.local_path(&artifact.path);
+    println!(
+        "{{\"revision\":{},\"digest\":{},\"size\":{},\"path\":{}}}",
+        json_string(&artifact.revision.to_string()),
+        json_string(&artifact.digest.to_string()),
+        artifact.size,
+        json_string(&path.to_string_lossy()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(dir: PathBuf, addr: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    let store = ArtifactStore::new(&dir)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let bound = listener.local_addr()?;
+        eprintln!("serving {} on http://{bound}/", store.root().display());
+        ArtifactServer::new(&store)
+            .serve(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving artifacts")?;
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_durations() {
+        assert_eq!(repo_name("https://h/org/App.git"), "app");
+        assert_eq!(repo_name("ssh://git@h:22/org/my_repo/"), "my_repo");
+        assert_eq!(parse_seconds("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_seconds("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_seconds("5d").is_err());
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
 }
