@@ -99,6 +99,28 @@ async fn basic_auth_and_tls_guard_the_index() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[tokio::test]
+async fn a_response_delay_trips_client_timeouts() {
+    let dir = repo_dir();
+    let server = HelmRepoServer::builder()
+        .response_delay(std::time::Duration::from_millis(1500))
+        .start(dir.path())
+        .expect("server");
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let err = impatient
+        .get(server.index_url())
+        .send()
+        .await
+        .expect_err("the delay outlasts the timeout");
+    assert!(err.is_timeout(), "{err}");
+    let patient = reqwest::Client::new();
+    let ok = patient.get(server.index_url()).send().await.expect("GET");
+    assert_eq!(ok.text().await.expect("body"), INDEX);
+}
+
 #[test]
 fn after_drop_the_port_refuses_connections() {
     let dir = repo_dir();

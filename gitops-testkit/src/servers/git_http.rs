@@ -77,6 +77,12 @@ impl GitHttpServerBuilder {
         self
     }
 
+    /// Holds every response for `delay` before answering (to test client timeouts).
+    pub fn response_delay(mut self, delay: std::time::Duration) -> Self {
+        self.http.delay = Some(delay);
+        self
+    }
+
     /// Refuses pushes (`git-receive-pack`); by default pushes are accepted.
     pub fn read_only(mut self) -> Self {
         self.push = false;

@@ -42,6 +42,12 @@ impl HelmRepoServerBuilder {
         self
     }
 
+    /// Holds every response for `delay` before answering (to test client timeouts).
+    pub fn response_delay(mut self, delay: std::time::Duration) -> Self {
+        self.http.delay = Some(delay);
+        self
+    }
+
     /// Starts serving the files under `dir` (`<dir>/index.yaml` is `<url>/index.yaml`).
     pub fn start(self, dir: impl AsRef<Path>) -> Result<HelmRepoServer, ServerError> {
         let dir = dir.as_ref();

@@ -53,6 +53,8 @@ pub(crate) struct HttpOptions {
     pub bearer: Option<String>,
     pub tls: TlsMode,
     pub client_auth: bool,
+    /// Held before each response (after authentication), to exercise client timeouts.
+    pub delay: Option<std::time::Duration>,
 }
 
 /// The authenticated principal, passed to handlers as a request extension.
@@ -62,6 +64,7 @@ pub(crate) struct Principal(pub String);
 struct Guard {
     basic: Option<(String, String)>,
     bearer: Option<String>,
+    delay: Option<std::time::Duration>,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
 }
 
@@ -119,6 +122,9 @@ async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) ->
         Ok(user) => {
             if let Some(user) = &user {
                 req.extensions_mut().insert(Principal(user.clone()));
+            }
+            if let Some(delay) = guard.delay {
+                tokio::time::sleep(delay).await;
             }
             let response = next.run(req).await;
             guard.record(RecordedRequest {
@@ -212,6 +218,7 @@ impl HttpServerThread {
         let guard_state = Arc::new(Guard {
             basic: options.basic.clone(),
             bearer: options.bearer.clone(),
+            delay: options.delay,
             requests: requests.clone(),
         });
         let router = router.layer(axum::middleware::from_fn_with_state(guard_state, guard));
