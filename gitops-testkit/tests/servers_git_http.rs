@@ -344,3 +344,36 @@ fn a_missing_repositories_directory_is_an_io_error_with_its_path() {
     let err = GitHttpServer::start("/nonexistent/repos").expect_err("no such dir");
     assert!(err.to_string().contains("/nonexistent/repos"), "{err}");
 }
+
+#[test]
+fn a_large_negotiation_with_a_gzip_request_body_goes_through_the_cgi() {
+    // Forty tags on forty commits: the fetch request lists forty wants (over 1 KiB), which
+    // git sends gzip-compressed; http-backend must be told the body's Content-Encoding.
+    let fx = GitFixture::new().expect("fixture");
+    let repo = fx.repo("many").expect("repo");
+    let mut last = String::new();
+    for i in 0..40 {
+        repo.write("n.txt", format!("{i}\n")).expect("write");
+        last = repo.commit(&format!("commit {i}")).expect("commit");
+        repo.tag(&format!("v0.{i}.0")).expect("tag");
+    }
+    repo.switch_orphan("other").expect("orphan");
+    repo.write("o.txt", "o\n").expect("write");
+    repo.commit("unrelated").expect("commit");
+    fx.publish(&repo, "many.git").expect("publish");
+    let server = GitHttpServer::start(fx.serve_dir()).expect("server");
+    let dest = fx.path().join("many-clone");
+    ok(&git(
+        fx.path(),
+        [
+            OsStr::new("clone"),
+            OsStr::new("--mirror"),
+            OsStr::new(&server.url_for("many.git")),
+            dest.as_os_str(),
+        ],
+        &[],
+    ));
+    let cloned = GitRepo::open(&dest).expect("open clone");
+    assert_eq!(cloned.rev_parse("v0.39.0").expect("last tag"), last);
+    assert!(cloned.rev_parse("refs/heads/other").is_ok());
+}
