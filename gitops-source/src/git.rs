@@ -189,11 +189,13 @@ fn normalise_dir(dir: &str) -> String {
     dir.trim_matches('/').trim_start_matches("./").to_owned()
 }
 
+/// The URL without secrets: no password ever; no user name for HTTP(S), where tokens are often
+/// passed as the user. SSH keeps its user name (`ssh://git@host/...`), which is not a secret.
 fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
             let _ = u.set_password(None);
-            if !u.username().is_empty() {
+            if u.scheme() != "ssh" {
                 let _ = u.set_username("");
             }
             u.to_string()
@@ -446,7 +448,8 @@ impl GitSource {
         };
         let backend = gix::protocol::transport::client::blocking_io::http::reqwest::Options {
             configure_client: Some(Box::new(move |mut builder: reqwest::blocking::ClientBuilder| {
-                builder = builder.timeout(None).connect_timeout(timeout);
+                // Each request, body included, must finish within the operation's limit.
+                    builder = builder.timeout(timeout).connect_timeout(timeout);
                 if let Some(ca) = &auth.ca_pem {
                     let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(gix::Error::from_error)?;
                     builder = builder.tls_certs_only(certs);
@@ -1238,6 +1241,8 @@ mod tests {
                 && !shown.contains("pass-secret")
         );
         assert_eq!(redact_url("https://u:p@h/r.git"), "https://h/r.git");
+        assert_eq!(redact_url("https://tok@h/r.git"), "https://h/r.git");
+        assert_eq!(redact_url("ssh://git:pw@h/r.git"), "ssh://git@h/r.git");
     }
 
     #[test]

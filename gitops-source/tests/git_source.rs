@@ -581,3 +581,49 @@ async fn missing_refs_ranges_and_unreachable_servers_are_typed() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn silent_servers_time_out_and_the_proxy_setting_is_used() -> TestResult {
+    let f = fixture()?;
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = silent.local_addr()?;
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let mut src = source(&format!("http://{addr}/app.git"), branch("main"));
+    src.timeout = Duration::from_secs(1);
+    let started = std::time::Instant::now();
+    let err = src.acquire(None, &store).await.expect_err("must time out");
+    assert!(matches!(err, SourceError::Timeout { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A proxy that does not exist: the setting is honoured (the request goes to the proxy and
+    // fails), while the same source without it succeeds.
+    let server = GitHttpServer::start(f.fixture.serve_dir())?;
+    let mut proxied = source(&server.url_for("app.git"), branch("main"));
+    let port = gitops_testkit::servers::free_port()?;
+    proxied.proxy = Some(gitops_source::ProxySettings {
+        address: format!("http://127.0.0.1:{port}"),
+        basic: None,
+    });
+    let err = proxied.acquire(None, &store).await.expect_err("proxy down");
+    assert!(matches!(err, SourceError::Network { .. }), "{err:?}");
+    assert!(
+        server.requests().is_empty(),
+        "nothing may reach the server past a dead proxy"
+    );
+    proxied.proxy = None;
+    acquire_new(&proxied, &store).await;
+    Ok(())
+}
