@@ -773,6 +773,17 @@ fn present(rt: &ResourceType, obj: &Value) -> Value {
 }
 
 fn parse_body(ctx: &Ctx, t: &Target) -> Result<Value, ApiError> {
+    let ct = ctx
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if !ct.is_empty() && !matches!(ct, "application/json" | "application/yaml" | "*/*") {
+        return Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+        ));
+    }
     let v: Value = if ctx.content_type.contains("yaml") {
         let s = std::str::from_utf8(&ctx.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         serde_saphyr::from_str(s)
