@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::{normalize::normalize, object::ObjectRef};
+use crate::{
+    normalize::{normalize, sorted_keys},
+    object::ObjectRef,
+};
 
 /// Why a diff could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +73,8 @@ pub fn unified_diff(
     live: Option<&Value>,
     desired: &Value,
 ) -> Result<String, DiffError> {
-    let mut live = live.map(normalize);
-    let mut desired = normalize(desired);
+    let mut live = live.map(|v| sorted_keys(&normalize(v)));
+    let mut desired = sorted_keys(&normalize(desired));
     mask_secret_values(&mut live, &mut desired);
     let to_yaml = |v: &Value| {
         serde_saphyr::to_string(v).map_err(|source| DiffError::Yaml {
@@ -151,6 +154,19 @@ mod tests {
         assert!(
             !diff.contains("+  user"),
             "unchanged key shown as changed: {diff}"
+        );
+    }
+
+    #[test]
+    fn key_order_is_not_a_change() {
+        let obj = ObjectRef::new("", "Service", "a", "s");
+        let live = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"type": "ClusterIP", "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let desired = json!({"kind": "Service", "apiVersion": "v1", "metadata": {"name": "s"},
+            "spec": {"ports": [{"protocol": "TCP", "port": 80}], "type": "ClusterIP"}});
+        assert_eq!(
+            unified_diff(&obj, Some(&live), &desired).expect("renders"),
+            ""
         );
     }
 

@@ -25,7 +25,7 @@ use crate::{
     diff::{DiffError, unified_diff},
     error::{ApplyError, ApplyFailure, WaitError, is_immutable_error},
     inventory::Inventory,
-    normalize::{has_drifted, normalize},
+    normalize::{has_drifted, normalize, sorted_keys},
     object::{ObjectRef, split_api_version},
     options::{
         ApplyOptions, DeletionPolicy, LAST_APPLIED_ANNOTATION, Owner, PruneOptions, SsaPolicy,
@@ -170,14 +170,26 @@ fn live_fingerprint(live: &Value) -> [u8; 32] {
                     ])
                 })
                 .collect();
-            list.sort_by_key(|v| v.to_string());
+            list.sort_by_key(|v| sorted_keys(v).to_string());
             list
         })
         .unwrap_or_default();
     let deleting = live.pointer("/metadata/deletionTimestamp").is_some();
     let doc =
         serde_json::json!({"content": normalize(live), "managers": managers, "deleting": deleting});
-    sha(doc.to_string().as_bytes())
+    sha(sorted_keys(&doc).to_string().as_bytes())
+}
+
+/// List and watch items come without `apiVersion` and `kind`; put them back, so that the
+/// object reads the same as one from a GET or an apply.
+pub(crate) fn with_type_meta(mut obj: DynamicObject, resource: &ApiResource) -> DynamicObject {
+    if obj.types.as_ref().is_none_or(|t| t.kind.is_empty()) {
+        obj.types = Some(kube::core::TypeMeta {
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
+        });
+    }
+    obj
 }
 
 fn is_not_found(err: &kube::Error) -> bool {
@@ -250,6 +262,7 @@ pub(crate) fn takeover_patch(
         let mut kept: Vec<Value> = Vec::new();
         let mut merged: Option<Value> = None;
         let mut api_version: Option<Value> = None;
+        let mut time: Option<Value> = None;
         for e in &entries {
             let ours = e.get("manager").and_then(Value::as_str) == Some(field_manager)
                 && e.get("operation").and_then(Value::as_str) == Some("Apply")
@@ -269,17 +282,27 @@ pub(crate) fn takeover_patch(
                 if ours || api_version.is_none() {
                     api_version = e.get("apiVersion").cloned();
                 }
+                // The newest timestamp of the merged entries (RFC 3339 strings order by time).
+                if let Some(t) = e.get("time").filter(|t| t.is_string())
+                    && time.as_ref().is_none_or(|cur| cur.as_str() < t.as_str())
+                {
+                    time = Some(t.clone());
+                }
             } else {
                 kept.push(e.clone());
             }
         }
-        kept.push(serde_json::json!({
+        let mut entry = serde_json::json!({
             "manager": field_manager,
             "operation": "Apply",
             "apiVersion": api_version.unwrap_or(Value::Null),
             "fieldsType": "FieldsV1",
             "fieldsV1": merged.unwrap_or(Value::Object(Default::default())),
-        }));
+        });
+        if let (Some(t), Some(map)) = (time, entry.as_object_mut()) {
+            map.insert("time".into(), t);
+        }
+        kept.push(entry);
         ops.push(
             serde_json::json!({"op": "replace", "path": "/metadata/managedFields", "value": kept}),
         );
@@ -446,7 +469,7 @@ impl ResourceManager {
                 d.object.metadata.namespace = None;
             }
             let value = to_value(&d.object, &d.oref)?;
-            d.digest = sha(value.to_string().as_bytes());
+            d.digest = sha(sorted_keys(&value).to_string().as_bytes());
             d.resolved = Some(resolved);
         }
         Ok(())
@@ -567,6 +590,7 @@ impl ResourceManager {
             match api.list(&ListParams::default().labels(&selector)).await {
                 Ok(list) => {
                     for obj in list.items {
+                        let obj = with_type_meta(obj, &resolved.resource);
                         let oref = ObjectRef::new(
                             resolved.resource.group.clone(),
                             resolved.resource.kind.clone(),

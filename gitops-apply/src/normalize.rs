@@ -130,6 +130,24 @@ fn default_port_protocols(map: &mut Map<String, Value>, kind: &str) {
     }
 }
 
+/// The value with every mapping's keys in sorted order: two objects that differ only in key
+/// order print (and hash) the same.
+pub fn sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_keys(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
+}
+
 /// True when `desired` (for Flux: the server-side dry-run result) differs from `live` in
 /// labels, annotations, or anything outside `metadata` and `status`, after normalisation.
 pub fn has_drifted(live: &Value, desired: &Value) -> bool {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{
     error::{NotReady, WaitError},
     health::{Health, Status, compute},
-    manager::ResourceManager,
+    manager::{ResourceManager, with_type_meta},
     object::ObjectRef,
 };
 
@@ -69,9 +69,10 @@ impl Waiter<'_> {
                 continue;
             };
             let api = self.manager.api(&resolved, &oref.namespace);
+            let resource = resolved.resource.clone();
             let stream = watcher::watch_object(api, &oref.name)
                 .default_backoff()
-                .map(move |event| (i, event));
+                .map(move |event| (i, event.map(|o| o.map(|o| with_type_meta(o, &resource)))));
             streams.push(stream.boxed());
         }
         let done = |states: &[Health]| {

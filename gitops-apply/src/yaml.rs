@@ -29,8 +29,9 @@ pub enum ReadError {
 
 /// Reads every object of a multi-document YAML stream. `origin` names the source in errors.
 pub fn read_objects(text: &str, origin: &str) -> Result<Vec<DynamicObject>, ReadError> {
-    // YAML 1.1 rules (octal `0755`) as Go's sigs.k8s.io/yaml reads manifests.
-    let options = serde_saphyr::options! { legacy_octal_numbers: true };
+    // Booleans as YAML 1.2 (kustomize's kyaml): `on`, `y`, `no` stay strings; octal `0755`
+    // as Go's YAML readers accept it.
+    let options = serde_saphyr::options! { legacy_octal_numbers: true, strict_booleans: true };
     let docs: Vec<Value> =
         serde_saphyr::from_multiple_with_options(text, options).map_err(|source| {
             ReadError::Yaml {
