@@ -66,10 +66,9 @@ fn clone_and_ls_remote_over_ssh_with_a_checked_host_key() {
     assert_eq!(
         url,
         format!(
-            "ssh://{}@127.0.0.1:{}{}/app.git",
+            "ssh://{}@127.0.0.1:{}/app.git",
             server.user(),
-            server.port(),
-            fx.serve_dir().display()
+            server.port()
         )
     );
     assert!(
@@ -94,6 +93,54 @@ fn clone_and_ls_remote_over_ssh_with_a_checked_host_key() {
         std::fs::read_to_string(dest.join("deploy/app.yaml")).expect("cloned"),
         "kind: ConfigMap\n"
     );
+}
+
+#[test]
+fn absolute_paths_work_and_other_commands_and_paths_are_refused() {
+    let (fx, c1) = fixture();
+    let server = SshGitServer::start(fx.serve_dir()).expect("sshd");
+    let absolute = server.absolute_url_for("app.git");
+    assert!(
+        absolute.contains(&fx.serve_dir().display().to_string()),
+        "{absolute}"
+    );
+    let refs = ok(&git(fx.path(), ["ls-remote", &absolute], &server.git_env()));
+    assert!(refs.contains(&format!("{c1}\trefs/heads/main")), "{refs}");
+
+    // A repository outside the served directory is out of reach.
+    let outside = fx.path().join("outside.git");
+    gitops_testkit::fixture::GitRepo::init_bare(&outside).expect("bare repo outside");
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}/../outside.git",
+        server.user(),
+        server.port()
+    );
+    let out = git(fx.path(), ["ls-remote", &url], &server.git_env());
+    assert!(
+        !out.status.success(),
+        "a path escaping the served directory was served"
+    );
+
+    // A shell command is not a git transport command.
+    let mut ssh: Vec<String> = server
+        .git_ssh_command()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let program = ssh.remove(0);
+    let out = Command::new(program)
+        .args(&ssh)
+        .args(["-p", &server.port().to_string()])
+        .arg(format!("{}@127.0.0.1", server.user()))
+        .arg("id")
+        .output()
+        .expect("ssh");
+    assert!(
+        !out.status.success(),
+        "a shell command ran over the git SSH server"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("only git-upload-pack"), "{stderr}");
 }
 
 #[test]
@@ -267,4 +314,49 @@ fn a_missing_sshd_names_the_package() {
         matches!(&err, ServerError::MissingBinary { package, .. } if package == "openssh-client"),
         "{err}"
     );
+}
+
+#[test]
+fn push_over_ssh_updates_the_served_repository() {
+    let (fx, c1) = fixture();
+    let server = SshGitServer::start(fx.serve_dir()).expect("sshd");
+    let env = server.git_env();
+    let dest = fx.path().join("clone");
+    ok(&git(
+        fx.path(),
+        [
+            OsStr::new("clone"),
+            OsStr::new(&server.url_for("app.git")),
+            dest.as_os_str(),
+        ],
+        &env,
+    ));
+    std::fs::write(dest.join("pushed.txt"), "pushed\n").expect("write");
+    ok(&git(&dest, ["add", "pushed.txt"], &env));
+    ok(&git(
+        &dest,
+        [
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "over ssh",
+        ],
+        &env,
+    ));
+    let pushed = ok(&git(&dest, ["rev-parse", "HEAD"], &env))
+        .trim()
+        .to_string();
+    assert_ne!(pushed, c1);
+    ok(&git(
+        &dest,
+        ["push", "origin", "HEAD:refs/heads/main"],
+        &env,
+    ));
+    let served = gitops_testkit::fixture::GitRepo::open(fx.serve_dir().join("app.git"))
+        .expect("served repo");
+    assert_eq!(served.rev_parse("refs/heads/main").expect("main"), pushed);
 }

@@ -19,7 +19,7 @@
 //! |---|---|---|
 //! | [`GitHttpServer`] | `git http-backend` (CGI) behind an in-process HTTP server; Basic auth, bearer token, TLS, client certificates | `http(s)://127.0.0.1:PORT/<repo>` |
 //! | [`GitDaemon`] | `git daemon` | `git://127.0.0.1:PORT/<repo>` |
-//! | [`SshGitServer`] | `sshd` with its own config, host key and client key | `ssh://USER@127.0.0.1:PORT/<abs path>` |
+//! | [`SshGitServer`] | `sshd` with its own config, host key and client key; a forced command serves only git | `ssh://USER@127.0.0.1:PORT/<repo>` |
 //! | [`OciRegistry`] | Debian's `docker-registry` (distribution v2); htpasswd auth, TLS | `http(s)://127.0.0.1:PORT` |
 //! | [`HelmRepoServer`] | static files (`index.yaml`, chart archives) over HTTP; Basic auth, TLS | `http(s)://127.0.0.1:PORT/` |
 //! | [`S3Server`] | moto in server mode, with a bucket created | `http://127.0.0.1:PORT` |

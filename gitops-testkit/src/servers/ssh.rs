@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::process::{
-    Package, ServerProcess, resolve_binary, run_command, start_with_port_retry, temp_dir,
+    GIT, Package, ServerProcess, resolve_binary, run_command, start_with_port_retry, temp_dir,
     write_file,
 };
 use super::{LOCALHOST, ServerError};
@@ -54,6 +54,7 @@ impl SshKeyType {
 pub struct SshGitServerBuilder {
     sshd: PathBuf,
     ssh_keygen: PathBuf,
+    git: PathBuf,
     passphrase: Option<String>,
     host_key_type: SshKeyType,
     client_key_type: SshKeyType,
@@ -79,6 +80,7 @@ impl Default for SshGitServerBuilder {
         SshGitServerBuilder {
             sshd: PathBuf::from("/usr/sbin/sshd"),
             ssh_keygen: PathBuf::from("ssh-keygen"),
+            git: PathBuf::from("git"),
             passphrase: None,
             host_key_type: SshKeyType::Ed25519,
             client_key_type: SshKeyType::Ed25519,
@@ -112,6 +114,12 @@ impl SshGitServerBuilder {
         self
     }
 
+    /// Uses this `git` (a path, or a name on `PATH`) for the served commands.
+    pub fn git_binary(mut self, git: impl Into<PathBuf>) -> Self {
+        self.git = git.into();
+        self
+    }
+
     /// Uses this `ssh-keygen` (a path, or a name on `PATH`).
     pub fn ssh_keygen_binary(mut self, ssh_keygen: impl Into<PathBuf>) -> Self {
         self.ssh_keygen = ssh_keygen.into();
@@ -123,6 +131,7 @@ impl SshGitServerBuilder {
     pub fn start(self, repos_dir: impl AsRef<Path>) -> Result<SshGitServer, ServerError> {
         let sshd = resolve_binary(&self.sshd, OPENSSH_SERVER)?;
         let keygen = resolve_binary(&self.ssh_keygen, OPENSSH_CLIENT)?;
+        let git = resolve_binary(&self.git, GIT)?;
         let repos_dir = repos_dir.as_ref();
         let root = repos_dir
             .canonicalize()
@@ -158,6 +167,7 @@ impl SshGitServerBuilder {
             Some(passphrase) => Some(write_askpass(dir.path(), passphrase)?),
             None => None,
         };
+        let git_shell = write_git_shell(dir.path(), &root, &git)?;
         ensure_privsep_dir();
 
         let (process, port) = start_with_port_retry(|port| {
@@ -170,6 +180,7 @@ impl SshGitServerBuilder {
                     &authorized_keys,
                     &dir.path().join("sshd.pid"),
                     &user,
+                    &git_shell,
                 ),
             )
             .map_err(|e| (e, false))?;
@@ -214,8 +225,12 @@ impl SshGitServerBuilder {
 /// client key (optionally passphrase-protected) generated for the test; both keys are Ed25519
 /// unless [`SshKeyType`] says otherwise.
 ///
-/// Repositories are reached by absolute path as the user running the tests:
-/// `ssh://root@127.0.0.1:PORT/<repos_dir>/app.git` ([`url_for`](Self::url_for) builds it).
+/// Clients log in as the user running the tests (root in CI) and reach repositories by their
+/// path under the served directory, as on a Git host: `ssh://root@127.0.0.1:PORT/app.git`
+/// ([`url_for`](Self::url_for) builds it; the absolute path
+/// `ssh://root@127.0.0.1:PORT/<repos_dir>/app.git` works too). A forced command serves only
+/// `git-upload-pack`, `git-receive-pack` and `git-upload-archive` on paths inside that
+/// directory; anything else is refused.
 /// Clients must check the host key: [`known_hosts_line`](Self::known_hosts_line) /
 /// [`known_hosts_path`](Self::known_hosts_path). Works as root (the configuration sets
 /// `PermitRootLogin prohibit-password`, `StrictModes no`, `UsePAM no`, and `/run/sshd` is
@@ -258,8 +273,20 @@ impl SshGitServer {
         Self::builder().start(repos_dir)
     }
 
-    /// The URL of one repository: `ssh://USER@127.0.0.1:PORT/<repos_dir>/<repo>`.
+    /// The URL of one repository: `ssh://USER@127.0.0.1:PORT/<repo>`.
     pub fn url_for(&self, repo: &str) -> String {
+        format!(
+            "ssh://{}@{}:{}/{}",
+            self.user,
+            LOCALHOST,
+            self.port,
+            repo.trim_start_matches('/')
+        )
+    }
+
+    /// The URL of one repository by absolute path:
+    /// `ssh://USER@127.0.0.1:PORT/<repos_dir>/<repo>`.
+    pub fn absolute_url_for(&self, repo: &str) -> String {
         format!(
             "ssh://{}@{}:{}{}/{}",
             self.user,
@@ -376,6 +403,7 @@ fn sshd_config(
     authorized_keys: &Path,
     pid_file: &Path,
     user: &str,
+    force_command: &Path,
 ) -> String {
     format!(
         "# Written by gitops-testkit for one test.\n\
@@ -400,11 +428,13 @@ fn sshd_config(
          AllowAgentForwarding no\n\
          PermitTTY no\n\
          AcceptEnv GIT_PROTOCOL\n\
+         ForceCommand {force_command}\n\
          MaxStartups 64\n\
          LogLevel VERBOSE\n",
         host_key = host_key.display(),
         pid_file = pid_file.display(),
         authorized_keys = authorized_keys.display(),
+        force_command = force_command.display(),
     )
 }
 
@@ -479,6 +509,51 @@ fn write_askpass(dir: &Path, passphrase: &str) -> Result<PathBuf, ServerError> {
     Ok(script)
 }
 
+/// Writes the forced command: it runs git's transport commands, and only on repositories under
+/// `root` (a path relative to `root`, or an absolute one inside it).
+fn write_git_shell(dir: &Path, root: &Path, git: &Path) -> Result<PathBuf, ServerError> {
+    use std::os::unix::fs::PermissionsExt;
+    let quoted = |p: &Path| -> Result<String, ServerError> {
+        let text = p.display().to_string();
+        if text.contains('\'') || text.contains('\n') {
+            return Err(ServerError::InvalidArgument(format!(
+                "path {text:?} cannot be used by the SSH forced command (quote or newline)"
+            )));
+        }
+        Ok(format!("'{text}'"))
+    };
+    let script = format!(
+        r#"#!/bin/sh
+# Written by gitops-testkit: serve git's transport commands for repositories under one directory.
+set -f
+root={root}
+case "$SSH_ORIGINAL_COMMAND" in
+  "git-upload-pack '"*"'" | "git-receive-pack '"*"'" | "git-upload-archive '"*"'") ;;
+  *) echo "gitops-testkit: only git-upload-pack, git-receive-pack and git-upload-archive are served" >&2; exit 1 ;;
+esac
+cmd=${{SSH_ORIGINAL_COMMAND%% *}}
+path=${{SSH_ORIGINAL_COMMAND#* }}
+path=${{path#"'"}}
+path=${{path%"'"}}
+case "$path" in
+  *"'"* | *..*) echo "gitops-testkit: refused repository path" >&2; exit 1 ;;
+esac
+case "$path" in
+  "$root"/*) ;;
+  *) path="$root/${{path#/}}" ;;
+esac
+exec {git} "${{cmd#git-}}" "$path"
+"#,
+        root = quoted(root)?,
+        git = quoted(git)?,
+    );
+    let path = dir.join("git-shell.sh");
+    write_file(&path, script)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| ServerError::io("set permissions of", &path, e))?;
+    Ok(path)
+}
+
 /// The user running the tests (the one clients log in as).
 fn current_user() -> Result<String, ServerError> {
     let out = run_command(Command::new("id").arg("-un"))?;
@@ -531,12 +606,14 @@ mod tests {
             Path::new("/a"),
             Path::new("/p"),
             "root",
+            Path::new("/f"),
         );
         assert!(text.contains("Port 2222\n"));
         assert!(text.contains("ListenAddress 127.0.0.1\n"));
         assert!(text.contains("PermitRootLogin prohibit-password\n"));
         assert!(text.contains("PasswordAuthentication no\n"));
         assert!(text.contains("AuthorizedKeysFile /a\n"));
+        assert!(text.contains("ForceCommand /f\n"));
     }
 
     #[test]
