@@ -353,6 +353,7 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
             }
         }
     }
+    causes.sort_by(|a, b| a.field.cmp(&b.field));
     causes
 }
 
@@ -572,8 +573,8 @@ mod tests {
         assert_eq!(
             msgs,
             vec![
-                "spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"".to_string(),
-                "spec.mode: Required value".to_string()
+                "spec.mode: Required value".to_string(),
+                "spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"".to_string()
             ]
         );
         let c = validate(&r, &json!({"spec": {"mode": "c"}}));

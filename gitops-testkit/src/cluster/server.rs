@@ -1499,6 +1499,14 @@ fn apply(
         )));
     }
     check_type(&config, t)?;
+    let mut config = config;
+    if config["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        config["metadata"]["name"] = json!(t.name);
+    }
     let cname = config["metadata"]["name"].as_str().unwrap_or_default();
     if cname != t.name {
         return Err(ApiError::bad_request(format!(
