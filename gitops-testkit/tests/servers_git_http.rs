@@ -99,6 +99,34 @@ fn clone_and_ls_remote_over_plain_http() {
 }
 
 #[test]
+fn requests_record_which_git_command_was_asked_for() {
+    let (fx, ..) = fixture();
+    let server = GitHttpServer::start(fx.serve_dir()).expect("server");
+    let url = server.url_for("app.git");
+    let dest = fx.path().join("clone");
+    ok(&git(
+        fx.path(),
+        [OsStr::new("clone"), OsStr::new(&url), dest.as_os_str()],
+        &[],
+    ));
+    let count = |name: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.git_command.as_deref() == Some(name))
+            .count()
+    };
+    assert_eq!(count("fetch"), 1, "{:?}", server.requests());
+    let ls_refs = count("ls-refs");
+    assert!(ls_refs >= 1, "{:?}", server.requests());
+
+    // Up to date: the refs are listed again but no pack is fetched.
+    ok(&git(&dest, ["fetch", "origin"], &[]));
+    assert_eq!(count("ls-refs"), ls_refs + 1, "{:?}", server.requests());
+    assert_eq!(count("fetch"), 1, "{:?}", server.requests());
+}
+
+#[test]
 fn a_missing_repository_is_not_found() {
     let (fx, ..) = fixture();
     let server = GitHttpServer::start(fx.serve_dir()).expect("server");
@@ -280,6 +308,14 @@ fn push_updates_the_served_repository_unless_read_only() {
     ok(&git(&dest, ["push", "origin", "HEAD:refs/heads/main"], &[]));
     let served = GitRepo::open(fx.serve_dir().join("app.git")).expect("open served");
     assert_eq!(served.rev_parse("refs/heads/main").expect("main"), pushed);
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.git_command.as_deref() == Some("receive-pack") && r.status == 200),
+        "{:?}",
+        server.requests()
+    );
     drop(server);
 
     let read_only = GitHttpServer::builder()

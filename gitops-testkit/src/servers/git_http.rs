@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::http::{HttpOptions, HttpServerThread, Principal, RecordedRequest, TlsMode};
+use super::http::{GitCommand, HttpOptions, HttpServerThread, Principal, RecordedRequest, TlsMode};
 use super::process::{GIT, resolve_binary, temp_dir};
 use super::tls::{IssuedCert, TestCa};
 use super::{LOCALHOST, ServerError};
@@ -268,6 +268,7 @@ async fn run_cgi(state: &CgiState, req: Request) -> Result<Response, String> {
         .await
         .map_err(|e| format!("read request body: {e}"))?;
     let path_info = percent_decode(parts.uri.path());
+    let git_command = classify_git_command(&parts, &body);
 
     let mut cmd = tokio::process::Command::new(&state.git);
     cmd.arg("http-backend")
@@ -387,11 +388,51 @@ async fn run_cgi(state: &CgiState, req: Request) -> Result<Response, String> {
         }
     });
     let mut response = Response::new(Body::from_stream(stream));
+    if let Some(command) = git_command {
+        response.extensions_mut().insert(GitCommand(command));
+    }
     *response.status_mut() = status;
     for (name, value) in headers {
         response.headers_mut().append(name, value);
     }
     Ok(response)
+}
+
+/// What a git smart-HTTP POST asks for: the protocol v2 `command=` of its first pkt-line,
+/// `fetch` for a v0/v1 negotiation (or a gzip-compressed body, which git only sends for
+/// large negotiations), `receive-pack` for a push; `None` for anything else.
+fn classify_git_command(parts: &axum::http::request::Parts, body: &[u8]) -> Option<String> {
+    if parts.method != axum::http::Method::POST {
+        return None;
+    }
+    let path = parts.uri.path();
+    if path.ends_with("/git-receive-pack") {
+        return Some("receive-pack".to_string());
+    }
+    if !path.ends_with("/git-upload-pack") {
+        return None;
+    }
+    let gzip = parts
+        .headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    if gzip {
+        return Some("fetch".to_string());
+    }
+    // A pkt-line: four hex digits giving the line's length (prefix included), then the payload.
+    let first_line = body
+        .get(..4)
+        .and_then(|len| std::str::from_utf8(len).ok())
+        .and_then(|len| usize::from_str_radix(len, 16).ok())
+        .filter(|len| *len > 4)
+        .and_then(|len| body.get(4..len));
+    match first_line.and_then(|line| line.strip_prefix(b"command=")) {
+        Some(command) => {
+            let command = command.strip_suffix(b"\n").unwrap_or(command);
+            Some(String::from_utf8_lossy(command).into_owned())
+        }
+        None => Some("fetch".to_string()),
+    }
 }
 
 /// Decodes `%XX` escapes in a URL path (invalid escapes are kept as they are).

@@ -33,7 +33,15 @@ pub struct RecordedRequest {
     pub user: Option<String>,
     /// The status code of the response.
     pub status: u16,
+    /// For git smart-HTTP requests, what the client asked for: `ls-refs` or `fetch` (protocol
+    /// v2 commands; a protocol v0/v1 negotiation counts as `fetch`), or `receive-pack` for a
+    /// push. `None` for the ref advertisement and for non-git servers.
+    pub git_command: Option<String>,
 }
+
+/// Set by a handler on its response to fill [`RecordedRequest::git_command`].
+#[derive(Debug, Clone)]
+pub(crate) struct GitCommand(pub String);
 
 /// Whether and how a server speaks TLS.
 #[derive(Debug, Clone, Default)]
@@ -133,6 +141,10 @@ async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) ->
                 query,
                 user,
                 status: response.status().as_u16(),
+                git_command: response
+                    .extensions()
+                    .get::<GitCommand>()
+                    .map(|c| c.0.clone()),
             });
             response
         }
@@ -143,6 +155,7 @@ async fn guard(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) ->
                 query,
                 user: None,
                 status: StatusCode::UNAUTHORIZED.as_u16(),
+                git_command: None,
             });
             let mut response =
                 (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
