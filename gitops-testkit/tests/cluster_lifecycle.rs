@@ -8,7 +8,7 @@ use gitops_testkit::cluster::{TestCluster, TestClusterOptions};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy},
+    api::{DeleteParams, ListParams, PostParams, Preconditions},
     runtime::watcher,
 };
 use serde_json::json;
