@@ -127,6 +127,38 @@ fn requests_record_which_git_command_was_asked_for() {
 }
 
 #[test]
+fn parallel_clients_are_served_at_once() {
+    let (fx, _repo, _c1, c2) = fixture();
+    let server = GitHttpServer::builder()
+        .basic_auth("git", "pw")
+        .start(fx.serve_dir())
+        .expect("server");
+    let url = server.url_with_credentials("app.git");
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let dest = fx.path().join(format!("parallel-{i}"));
+                let url = url.clone();
+                let cwd = fx.path().to_path_buf();
+                scope.spawn(move || {
+                    ok(&git(
+                        &cwd,
+                        [OsStr::new("clone"), OsStr::new(&url), dest.as_os_str()],
+                        &[],
+                    ));
+                    ok(&git(&dest, ["rev-parse", "HEAD"], &[]))
+                        .trim()
+                        .to_string()
+                })
+            })
+            .collect();
+        for handle in handles {
+            assert_eq!(handle.join().expect("clone thread"), c2);
+        }
+    });
+}
+
+#[test]
 fn a_missing_repository_is_not_found() {
     let (fx, ..) = fixture();
     let server = GitHttpServer::start(fx.serve_dir()).expect("server");

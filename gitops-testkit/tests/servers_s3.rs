@@ -50,6 +50,42 @@ async fn an_object_round_trips_through_the_created_bucket() {
     assert!(other.get(&path).await.is_err());
 }
 
+#[tokio::test]
+async fn seeded_objects_are_listed_under_their_prefix() {
+    let server = S3Server::start().expect("moto");
+    server
+        .put_object("app/v1/deploy.yaml", b"kind: Deployment\n")
+        .expect("seed");
+    server
+        .put_object("app/v1/service.yaml", b"kind: Service\n")
+        .expect("seed");
+    server
+        .put_object("other/readme.md", b"# other\n")
+        .expect("seed");
+    assert!(server.put_object("bad key?", b"x").is_err());
+
+    let s3 = store(&server, server.bucket());
+    let prefix = ObjectPath::from("app/v1");
+    let mut listed: Vec<String> = s3
+        .list_with_delimiter(Some(&prefix))
+        .await
+        .expect("list")
+        .objects
+        .into_iter()
+        .map(|o| o.location.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["app/v1/deploy.yaml", "app/v1/service.yaml"]);
+    let got = s3
+        .get(&ObjectPath::from("app/v1/service.yaml"))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(got.as_ref(), b"kind: Service\n");
+}
+
 #[test]
 fn after_drop_the_port_refuses_connections() {
     let server = S3Server::start().expect("moto");

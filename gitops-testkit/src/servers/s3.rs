@@ -201,6 +201,36 @@ impl S3Server {
         "testkit-secret-key"
     }
 
+    /// Stores an object in the bucket (an unsigned path-style `PUT`, which moto accepts), for
+    /// seeding fixtures from synchronous test code. `key` is used as given: keep it to URL-safe
+    /// characters (`a-z0-9/._-`).
+    pub fn put_object(&self, key: &str, data: &[u8]) -> Result<(), ServerError> {
+        let key = key.trim_start_matches('/');
+        let safe = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+        if !safe {
+            return Err(ServerError::InvalidArgument(format!(
+                "object key {key:?}: use letters, digits and / . _ -"
+            )));
+        }
+        let what = format!("put object {}/{key}", self.bucket);
+        match raw_http(self.addr(), "PUT", &format!("/{}/{key}", self.bucket), data) {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(ServerError::Setup {
+                server: "moto",
+                what,
+                detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
+            }),
+            Err(e) => Err(ServerError::Setup {
+                server: "moto",
+                what,
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     /// moto's log so far (last lines).
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
