@@ -12,6 +12,7 @@
 
 pub mod helm;
 pub mod kustomize;
+pub mod yaml;
 
 use std::path::{Path, PathBuf};
 
