@@ -296,7 +296,7 @@ pub async fn send_allowing(
     if status.is_success() || also_ok.contains(&status) {
         Ok(Response { status, body })
     } else {
-        let mut text = String::from_utf8_lossy(&body).into_owned();
+        let mut text = String::from_utf8_lossy(&body).trim_end().to_string();
         if text.len() > 1024 {
             let mut cut = 1024;
             while !text.is_char_boundary(cut) {
