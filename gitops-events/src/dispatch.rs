@@ -283,7 +283,13 @@ impl DispatcherBuilder {
                 },
             );
         }
-        Dispatcher {
+        let tick = self
+            .alerts
+            .iter()
+            .filter_map(|a| a.flood.group_window)
+            .min()
+            .map(|w| (w / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        let dispatcher = Dispatcher {
             inner: Arc::new(Inner {
                 alerts: self.alerts,
                 providers,
@@ -294,7 +300,22 @@ impl DispatcherBuilder {
                 flood: Mutex::new(FloodState::default()),
                 clock: self.clock,
             }),
+        };
+        if let Some(tick) = tick {
+            // Closes group windows even when no further event arrives; holds only a weak
+            // reference, so it ends with the dispatcher.
+            let weak = Arc::downgrade(&dispatcher.inner);
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(tick);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    Dispatcher { inner }.flush_due();
+                }
+            });
         }
+        dispatcher
     }
 }
 

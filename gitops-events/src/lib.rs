@@ -65,7 +65,8 @@
 //! Git commit statuses on GitHub, GitLab, Gitea, Bitbucket Cloud and Server, and Azure DevOps.
 //!
 //! Controllers post their events with the [`EventEmitter`] (the `Gotk-Component` header,
-//! retries on connection errors and 5xx). Inbound, the [`receiver`] module serves Flux's
+//! retries on connection errors and 5xx) to the [`server`]'s endpoint, which feeds a
+//! dispatcher. Inbound, the [`receiver`] module serves Flux's
 //! `/hook/<sha256>` webhooks and calls a [`ReconcileTrigger`] for each accepted one.
 //!
 //! Beyond Flux, each alert can opt into [`FloodControl`]: grouping per object and revision,
@@ -79,6 +80,7 @@ pub mod http;
 pub mod notifier;
 pub mod providers;
 pub mod receiver;
+pub mod server;
 
 pub use alert::{Alert, AlertError, AlertSpec, EventSource, FloodControl, Match, ProviderRef};
 pub use async_trait::async_trait;
