@@ -562,3 +562,28 @@ async fn finalizers_defer_deletion_and_namespaces_take_their_contents() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn tls_kubeconfig_carries_the_generated_ca() {
+    let c = TestCluster::start(TestClusterOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    assert!(c.url().starts_with("https://127.0.0.1:"));
+    let kc = c.kubeconfig();
+    let cluster = kc.clusters[0].cluster.as_ref().expect("cluster");
+    assert!(cluster.certificate_authority_data.is_some());
+    let client = c.client().await.expect("client");
+    let api: Api<Namespace> = Api::all(client);
+    let names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .expect("list over TLS")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(names.contains(&"default".to_string()));
+}

@@ -207,3 +207,16 @@ async fn kubectl_applies_gets_diffs_and_deletes() {
     // kubectl checks the namespace after the 404 and reports that it is gone.
     assert!(err.contains("namespaces \"demo\" not found"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_verifies_the_tls_server_against_the_kubeconfig_ca() {
+    let c = TestCluster::start(TestClusterOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let k = Kubectl::new(&c);
+    let out = k.ok(&["get", "namespaces", "-o", "name"], None);
+    assert!(out.lines().any(|l| l == "namespace/default"), "{out}");
+}

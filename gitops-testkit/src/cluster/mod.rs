@@ -54,6 +54,12 @@ pub enum ClusterError {
         /// What failed.
         message: String,
     },
+    /// Generating the TLS certificate authority or server certificate failed.
+    #[error("setting up TLS for the test cluster: {message}")]
+    Tls {
+        /// What failed.
+        message: String,
+    },
     /// Writing the kubeconfig failed.
     #[error("writing the kubeconfig {path}: {source}")]
     Kubeconfig {
@@ -236,6 +242,9 @@ pub struct TestClusterOptions {
     pub bookmark_interval: Duration,
     /// How many watch events are kept; older resourceVersions answer 410 Gone.
     pub history_limit: usize,
+    /// Serve HTTPS with a freshly generated CA (in the kubeconfig as
+    /// `certificate-authority-data`) instead of plain HTTP.
+    pub tls: bool,
 }
 
 impl Default for TestClusterOptions {
@@ -248,6 +257,7 @@ impl Default for TestClusterOptions {
             authorizer: Arc::new(AllowAll),
             bookmark_interval: Duration::from_secs(1),
             history_limit: 20_000,
+            tls: false,
         }
     }
 }
@@ -259,6 +269,7 @@ impl std::fmt::Debug for TestClusterOptions {
             .field("simulate_controllers", &self.simulate_controllers)
             .field("rollout_delay", &self.rollout_delay)
             .field("namespace_lifecycle", &self.namespace_lifecycle)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -273,6 +284,7 @@ pub struct TestCluster {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
     controllers: Option<tokio::task::JoinHandle<()>>,
+    ca: Option<crate::servers::TestCa>,
 }
 
 impl std::fmt::Debug for TestCluster {
@@ -301,8 +313,19 @@ impl TestCluster {
             addr: options.addr,
             source,
         })?;
+        let (ca, acceptor) = if options.tls {
+            install_crypto_provider();
+            let tls_err = |e: crate::servers::ServerError| ClusterError::Tls {
+                message: e.to_string(),
+            };
+            let ca = crate::servers::TestCa::generate().map_err(tls_err)?;
+            let config = ca.server_config(false).map_err(tls_err)?;
+            (Some(ca), Some(tokio_rustls::TlsAcceptor::from(config)))
+        } else {
+            (None, None)
+        };
         let inner = Arc::new(server::Inner::new(options.clone()));
-        let task = tokio::spawn(server::serve(listener, inner.clone()));
+        let task = tokio::spawn(server::serve(listener, inner.clone(), acceptor));
         let controllers = Some(tokio::spawn(controllers::run(inner.clone())));
         tracing::debug!(%addr, "test cluster listening");
         Ok(TestCluster {
@@ -310,12 +333,19 @@ impl TestCluster {
             addr,
             task,
             controllers,
+            ca,
         })
     }
 
-    /// The server URL (`http://127.0.0.1:PORT`).
+    /// The server URL (`http://127.0.0.1:PORT`, or `https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) the server's certificate chains to, with TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(|ca| ca.cert_pem())
     }
 
     /// The listening address.
@@ -332,8 +362,16 @@ impl TestCluster {
 
     /// The kubeconfig as YAML text, for files and kubectl.
     pub fn kubeconfig_yaml(&self) -> String {
+        use base64::Engine as _;
+        let ca = match self.ca_pem() {
+            Some(pem) => format!(
+                "\n    certificate-authority-data: {}",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            ),
+            None => String::new(),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: testcluster\n  cluster:\n    server: {url}\ncontexts:\n- name: testcluster\n  context:\n    cluster: testcluster\n    user: {ADMIN_USER}\n    namespace: default\ncurrent-context: testcluster\nusers:\n- name: {ADMIN_USER}\n  user:\n    token: {ADMIN_TOKEN}\npreferences: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: testcluster\n  cluster:\n    server: {url}{ca}\ncontexts:\n- name: testcluster\n  context:\n    cluster: testcluster\n    user: {ADMIN_USER}\n    namespace: default\ncurrent-context: testcluster\nusers:\n- name: {ADMIN_USER}\n  user:\n    token: {ADMIN_TOKEN}\npreferences: {{}}\n",
             url = self.url()
         )
     }

@@ -219,7 +219,11 @@ impl Inner {
 }
 
 /// Accepts connections until the task is aborted.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, inner: Arc<Inner>) {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    inner: Arc<Inner>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -232,14 +236,28 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, inner: Arc<Inner>) 
         };
         while conns.try_join_next().is_some() {}
         let inner = inner.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let inner = inner.clone();
                 async move { Ok::<_, Infallible>(handle(inner, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(s) => {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                            .await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "test cluster TLS handshake failed"),
+                },
+                None => {
+                    let _ = http
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                }
+            }
         });
     }
 }

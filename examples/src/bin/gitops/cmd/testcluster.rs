@@ -17,6 +17,9 @@ pub struct Args {
     /// Simulate workload controllers: rollouts complete, Jobs finish, Pods run.
     #[arg(long)]
     pub simulate_controllers: bool,
+    /// Serve HTTPS with a generated CA (written into the kubeconfig) instead of plain HTTP.
+    #[arg(long)]
+    pub tls: bool,
     /// With --simulate-controllers: how long a rollout takes, in milliseconds.
     #[arg(long, default_value_t = 500)]
     pub rollout_delay_ms: u64,
@@ -34,6 +37,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             addr: args.addr,
             simulate_controllers: args.simulate_controllers,
             rollout_delay: Duration::from_millis(args.rollout_delay_ms),
+            tls: args.tls,
             ..Default::default()
         };
         let cluster = TestCluster::start(options)
