@@ -1,0 +1,815 @@
+//! Rendering a loaded chart: template namespace, per-chart data, execution, Helm's manifest
+//! sorting and `helm template`'s output format.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::HelmError;
+use super::chart::{Chart, glob_match};
+use super::funcs;
+use super::template::{self, Exec, ExecError, Limits, Set};
+use super::value::{Object, Value};
+use super::values;
+use super::yaml;
+
+/// Helm's default API versions (`chartutil.DefaultVersionSet`, Helm 3.17).
+pub const DEFAULT_API_VERSIONS: &[&str] = &[
+    "v1",
+    "admissionregistration.k8s.io/v1",
+    "admissionregistration.k8s.io/v1alpha1",
+    "admissionregistration.k8s.io/v1beta1",
+    "internal.apiserver.k8s.io/v1alpha1",
+    "apps/v1",
+    "apps/v1beta1",
+    "apps/v1beta2",
+    "authentication.k8s.io/v1",
+    "authentication.k8s.io/v1alpha1",
+    "authentication.k8s.io/v1beta1",
+    "authorization.k8s.io/v1",
+    "authorization.k8s.io/v1beta1",
+    "autoscaling/v1",
+    "autoscaling/v2",
+    "autoscaling/v2beta1",
+    "autoscaling/v2beta2",
+    "batch/v1",
+    "batch/v1beta1",
+    "certificates.k8s.io/v1",
+    "certificates.k8s.io/v1beta1",
+    "certificates.k8s.io/v1alpha1",
+    "coordination.k8s.io/v1alpha2",
+    "coordination.k8s.io/v1beta1",
+    "coordination.k8s.io/v1",
+    "discovery.k8s.io/v1",
+    "discovery.k8s.io/v1beta1",
+    "events.k8s.io/v1",
+    "events.k8s.io/v1beta1",
+    "extensions/v1beta1",
+    "flowcontrol.apiserver.k8s.io/v1",
+    "flowcontrol.apiserver.k8s.io/v1beta1",
+    "flowcontrol.apiserver.k8s.io/v1beta2",
+    "flowcontrol.apiserver.k8s.io/v1beta3",
+    "networking.k8s.io/v1",
+    "networking.k8s.io/v1alpha1",
+    "networking.k8s.io/v1beta1",
+    "node.k8s.io/v1",
+    "node.k8s.io/v1alpha1",
+    "node.k8s.io/v1beta1",
+    "policy/v1",
+    "policy/v1beta1",
+    "rbac.authorization.k8s.io/v1",
+    "rbac.authorization.k8s.io/v1beta1",
+    "rbac.authorization.k8s.io/v1alpha1",
+    "resource.k8s.io/v1beta1",
+    "resource.k8s.io/v1alpha3",
+    "scheduling.k8s.io/v1alpha1",
+    "scheduling.k8s.io/v1beta1",
+    "scheduling.k8s.io/v1",
+    "storage.k8s.io/v1beta1",
+    "storage.k8s.io/v1",
+    "storage.k8s.io/v1alpha1",
+    "storagemigration.k8s.io/v1alpha1",
+    "apiextensions.k8s.io/v1beta1",
+    "apiextensions.k8s.io/v1",
+];
+
+/// Helm's install order of kinds (3.17: webhook configurations are not in it, so they sort
+/// with the unknown kinds, alphabetically, after every known kind).
+pub const INSTALL_ORDER: &[&str] = &[
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+];
+
+/// What to render and how (the arguments of `helm template`).
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// The release name.
+    pub release_name: String,
+    /// The release namespace.
+    pub namespace: String,
+    /// The Kubernetes version, e.g. `v1.31.0`.
+    pub kube_version: String,
+    /// API versions added to Helm's default set.
+    pub api_versions: Vec<String>,
+    /// Print CRDs from `crds/` first.
+    pub include_crds: bool,
+    /// Leave test hooks out.
+    pub skip_tests: bool,
+    /// The user-supplied values (already merged from files and `--set`).
+    pub values: Value,
+    /// Maximum nesting of include/tpl/template.
+    pub max_depth: usize,
+    /// Maximum bytes of output of one template.
+    pub max_output: usize,
+    /// Time limit for the whole render.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            release_name: "release-name".into(),
+            namespace: "default".into(),
+            kube_version: "v1.20.0".into(),
+            api_versions: Vec::new(),
+            include_crds: false,
+            skip_tests: false,
+            values: Value::new_map(),
+            max_depth: 1000,
+            max_output: 256 * 1024 * 1024,
+            timeout: None,
+        }
+    }
+}
+
+/// A rendered document with the template it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// `# Source:` path (`chart/templates/x.yaml`).
+    pub source: String,
+    /// The document text.
+    pub content: String,
+    /// Its `kind`.
+    pub kind: String,
+    /// Whether it is a hook.
+    pub hook: bool,
+}
+
+/// The result of a render.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    /// CRDs from `crds/` (when asked for), then manifests in install order, then hooks.
+    pub manifests: Vec<Manifest>,
+    /// CRD files printed first: source path and raw text.
+    pub crds: Vec<(String, String)>,
+    /// Warnings helm prints on stderr.
+    pub warnings: Vec<String>,
+}
+
+impl Rendered {
+    /// The exact text `helm template` prints on stdout.
+    pub fn to_helm_output(&self) -> String {
+        let mut b = String::new();
+        for (src, text) in &self.crds {
+            b.push_str(&format!("---\n# Source: {src}\n{text}\n"));
+        }
+        for m in self.manifests.iter().filter(|m| !m.hook) {
+            b.push_str(&format!("---\n# Source: {}\n{}\n", m.source, m.content));
+        }
+        let mut out = b.trim_matches(go_space).to_string();
+        out.push('\n');
+        for m in self.manifests.iter().filter(|m| m.hook) {
+            out.push_str(&format!("---\n# Source: {}\n{}\n", m.source, m.content));
+        }
+        out
+    }
+}
+
+fn go_space(c: char) -> bool {
+    c.is_whitespace()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects exposed to templates
+
+struct Files {
+    files: BTreeMap<String, Rc<Vec<u8>>>,
+}
+
+impl Object for Files {
+    fn type_name(&self) -> &str {
+        "engine.files"
+    }
+    fn field(&self, _name: &str) -> Option<Value> {
+        None
+    }
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        let arg = |i: usize| args.get(i).map(funcs::strval).unwrap_or_default();
+        Some(Ok(match name {
+            "Get" => Value::from(
+                self.files
+                    .get(&arg(0))
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+            ),
+            "GetBytes" => Value::Bytes(self.files.get(&arg(0)).cloned().unwrap_or_default()),
+            "Glob" => {
+                let pat = arg(0);
+                let files = self
+                    .files
+                    .iter()
+                    .filter(|(n, _)| glob_doublestar(&pat, n))
+                    .map(|(n, d)| (n.clone(), d.clone()))
+                    .collect();
+                Value::Object(Rc::new(Files { files }))
+            }
+            "Lines" => {
+                let Some(d) = self.files.get(&arg(0)) else {
+                    return Some(Ok(Value::from(Vec::new())));
+                };
+                let mut s = String::from_utf8_lossy(d).into_owned();
+                if s.ends_with('\n') {
+                    s.pop();
+                }
+                Value::from(s.split('\n').map(Value::from).collect::<Vec<_>>())
+            }
+            "AsConfig" => {
+                let mut m = BTreeMap::new();
+                for (k, v) in &self.files {
+                    m.insert(
+                        base(k),
+                        Value::from(String::from_utf8_lossy(v).into_owned()),
+                    );
+                }
+                Value::from(
+                    yaml::to_yaml(&Value::from(m))
+                        .trim_end_matches('\n')
+                        .to_string(),
+                )
+            }
+            "AsSecrets" => {
+                use base64::Engine as _;
+                let mut m = BTreeMap::new();
+                for (k, v) in &self.files {
+                    m.insert(
+                        base(k),
+                        Value::from(base64::engine::general_purpose::STANDARD.encode(&***v)),
+                    );
+                }
+                Value::from(
+                    yaml::to_yaml(&Value::from(m))
+                        .trim_end_matches('\n')
+                        .to_string(),
+                )
+            }
+            _ => return None,
+        }))
+    }
+    fn display(&self) -> String {
+        let parts: Vec<String> = self
+            .files
+            .iter()
+            .map(|(k, v)| format!("{k}:{}", Value::Bytes(v.clone()).to_go_string()))
+            .collect();
+        format!("map[{}]", parts.join(" "))
+    }
+    fn range_items(&self) -> Option<Vec<(Value, Value)>> {
+        Some(
+            self.files
+                .iter()
+                .map(|(k, v)| (Value::from(k.as_str()), Value::Bytes(v.clone())))
+                .collect(),
+        )
+    }
+    fn len(&self) -> Option<usize> {
+        Some(self.files.len())
+    }
+}
+
+fn base(p: &str) -> String {
+    p.rsplit('/').next().unwrap_or(p).to_string()
+}
+
+/// gobwas/glob with `/` as separator: `**` crosses directories, `*` does not.
+fn glob_doublestar(pattern: &str, name: &str) -> bool {
+    if !pattern.contains("**") && !pattern.contains('{') {
+        return glob_match(pattern, name);
+    }
+    let mut re = String::from("^");
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                re.push_str(".*");
+                i += 1;
+            }
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '{' => re.push('('),
+            '}' => re.push(')'),
+            ',' => re.push('|'),
+            '[' | ']' => re.push(c),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    re.push('$');
+    regex::Regex::new(&re)
+        .map(|r| r.is_match(name))
+        .unwrap_or(false)
+}
+
+struct KubeVersion {
+    version: String,
+    major: String,
+    minor: String,
+}
+
+impl Object for KubeVersion {
+    fn type_name(&self) -> &str {
+        "chartutil.KubeVersion"
+    }
+    fn field(&self, name: &str) -> Option<Value> {
+        Some(Value::from(match name {
+            "Version" | "GitVersion" => self.version.clone(),
+            "Major" => self.major.clone(),
+            "Minor" => self.minor.clone(),
+            _ => return None,
+        }))
+    }
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        if name == "String" && args.is_empty() {
+            return Some(Ok(Value::from(self.version.as_str())));
+        }
+        None
+    }
+    fn display(&self) -> String {
+        self.version.clone()
+    }
+}
+
+struct VersionSet(Vec<String>);
+
+impl Object for VersionSet {
+    fn type_name(&self) -> &str {
+        "chartutil.VersionSet"
+    }
+    fn field(&self, _name: &str) -> Option<Value> {
+        None
+    }
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        if name == "Has" {
+            let want = args.first().map(funcs::strval).unwrap_or_default();
+            return Some(Ok(Value::Bool(self.0.contains(&want))));
+        }
+        None
+    }
+    fn display(&self) -> String {
+        format!("[{}]", self.0.join(" "))
+    }
+    fn range_items(&self) -> Option<Vec<(Value, Value)>> {
+        Some(
+            self.0
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Value::Int(i as i64), Value::from(v.as_str())))
+                .collect(),
+        )
+    }
+    fn len(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+fn capabilities(opts: &RenderOptions) -> Value {
+    let kv = if opts.kube_version.starts_with('v') {
+        opts.kube_version.clone()
+    } else {
+        format!("v{}", opts.kube_version)
+    };
+    let trimmed = kv.trim_start_matches('v');
+    let mut parts = trimmed.split('.');
+    let major = parts.next().unwrap_or("1").to_string();
+    let minor = parts.next().unwrap_or("0").to_string();
+    let mut apis: Vec<String> = DEFAULT_API_VERSIONS.iter().map(|s| s.to_string()).collect();
+    apis.extend(opts.api_versions.iter().cloned());
+    let mut hv = BTreeMap::new();
+    hv.insert("Version".into(), Value::from("v3.17.3"));
+    hv.insert(
+        "GitCommit".into(),
+        Value::from("e4da49785aa6e6ee2b86efd5dd9e43400318262b"),
+    );
+    hv.insert("GitTreeState".into(), Value::from("clean"));
+    hv.insert("GoVersion".into(), Value::from("go1.23.7"));
+    let mut caps = BTreeMap::new();
+    caps.insert(
+        "KubeVersion".into(),
+        Value::Object(Rc::new(KubeVersion {
+            version: kv.clone(),
+            major,
+            minor,
+        })),
+    );
+    caps.insert(
+        "APIVersions".into(),
+        Value::Object(Rc::new(VersionSet(apis))),
+    );
+    caps.insert("HelmVersion".into(), Value::from(hv));
+    Value::from(caps)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+struct Renderable {
+    text: String,
+    vals: Value,
+    base_path: String,
+}
+
+fn collect_templates(
+    c: &Chart,
+    parent_path: Option<&str>,
+    top: &Value,
+    parent_vals: &Value,
+    out: &mut BTreeMap<String, Renderable>,
+) -> Value {
+    let full_path = match parent_path {
+        None => c.name.clone(),
+        Some(p) => format!("{p}/charts/{}", c.name),
+    };
+    let mut meta = c.metadata.clone();
+    meta.insert("Name".into(), Value::from(c.name.as_str()));
+    meta.insert("IsRoot".into(), Value::Bool(parent_path.is_none()));
+    let files = Files {
+        files: c
+            .files
+            .iter()
+            .map(|(n, d)| (n.clone(), Rc::new(d.clone())))
+            .collect(),
+    };
+    let subcharts = Value::new_map();
+    let values = if parent_path.is_none() {
+        top.get("Values").unwrap_or_else(Value::new_map)
+    } else {
+        match parent_vals.get("Values").and_then(|v| v.get(&c.name)) {
+            Some(v @ Value::Map(_)) => v,
+            _ => Value::new_map(),
+        }
+    };
+    let mut next = BTreeMap::new();
+    next.insert("Chart".to_string(), Value::from(meta));
+    next.insert("Files".to_string(), Value::Object(Rc::new(files)));
+    next.insert(
+        "Release".to_string(),
+        top.get("Release").unwrap_or_default(),
+    );
+    next.insert(
+        "Capabilities".to_string(),
+        top.get("Capabilities").unwrap_or_default(),
+    );
+    next.insert("Values".to_string(), values);
+    next.insert("Subcharts".to_string(), subcharts.clone());
+    let next = Value::from(next);
+    for child in &c.subcharts {
+        let v = collect_templates(child, Some(&full_path), top, &next, out);
+        if let Some(m) = subcharts.as_map() {
+            m.borrow_mut().insert(child.name.clone(), v);
+        }
+    }
+    for (name, text) in &c.templates {
+        if c.is_library() && !base(name).starts_with('_') {
+            continue;
+        }
+        out.insert(
+            format!("{full_path}/{name}"),
+            Renderable {
+                text: text.clone(),
+                vals: next.clone(),
+                base_path: format!("{full_path}/templates"),
+            },
+        );
+    }
+    next
+}
+
+/// Helm's parse order: deeper paths first, then reverse lexical order.
+fn sort_templates(keys: Vec<String>) -> Vec<String> {
+    let mut k = keys;
+    k.sort_by(|a, b| {
+        let (ca, cb) = (a.matches('/').count(), b.matches('/').count());
+        cb.cmp(&ca).then_with(|| b.cmp(a))
+    });
+    k
+}
+
+fn reformat_exec_error(filename: &str, msg: &str) -> String {
+    let tokens: Vec<&str> = msg.splitn(3, ": ").collect();
+    if tokens.len() != 3 {
+        return format!("execution error in ({filename}): {msg}");
+    }
+    let location = tokens[1];
+    if let (Some(s), Some(e)) = (
+        tokens[2].find("HELM_ERR_START"),
+        tokens[2].rfind("HELM_ERR_END"),
+    ) && s + "HELM_ERR_START".len() <= e
+    {
+        return format!(
+            "execution error at ({location}): {}",
+            &tokens[2][s + "HELM_ERR_START".len()..e]
+        );
+    }
+    msg.to_string()
+}
+
+fn crd_objects(c: &Chart, parent_path: Option<&str>, out: &mut Vec<(String, String)>) {
+    let full_path = match parent_path {
+        None => c.name.clone(),
+        Some(p) => format!("{p}/charts/{}", c.name),
+    };
+    for (name, data) in &c.files {
+        if name.starts_with("crds/")
+            && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
+        {
+            out.push((
+                format!("{full_path}/{name}"),
+                String::from_utf8_lossy(data).into_owned(),
+            ));
+        }
+    }
+    for sub in &c.subcharts {
+        crd_objects(sub, Some(&full_path), out);
+    }
+}
+
+/// Renders a chart as `helm template` does.
+pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmError> {
+    let mut warnings = Vec::new();
+    if chart.is_library() {
+        return Err(HelmError::Chart {
+            chart: chart.name.clone(),
+            message: "library charts are not installable".into(),
+        });
+    }
+    if chart.deprecated {
+        warnings.push("This chart is deprecated".to_string());
+    }
+    let caps = capabilities(opts);
+    let kv = caps
+        .get("KubeVersion")
+        .map(|k| k.to_go_string())
+        .unwrap_or_default();
+    if !chart.kube_version.is_empty()
+        && !super::semver::constraint_matches(&chart.kube_version, &kv).unwrap_or(false)
+    {
+        return Err(HelmError::Chart {
+            chart: chart.name.clone(),
+            message: format!(
+                "chart requires kubeVersion: {} which is incompatible with Kubernetes {kv}",
+                chart.kube_version
+            ),
+        });
+    }
+    let user = match &opts.values {
+        v @ Value::Map(_) => v.clone(),
+        _ => Value::new_map(),
+    };
+    values::process_dependencies(&mut chart, &user)?;
+    let vals = values::coalesce_values(&chart, &user, false)?;
+    super::schema::validate_chart(&chart, &vals)?;
+
+    let mut release = BTreeMap::new();
+    release.insert("Name".to_string(), Value::from(opts.release_name.as_str()));
+    release.insert(
+        "Namespace".to_string(),
+        Value::from(opts.namespace.as_str()),
+    );
+    release.insert("IsUpgrade".to_string(), Value::Bool(false));
+    release.insert("IsInstall".to_string(), Value::Bool(true));
+    release.insert("Revision".to_string(), Value::Int(1));
+    release.insert("Service".to_string(), Value::from("Helm"));
+    let mut top = BTreeMap::new();
+    top.insert("Chart".to_string(), Value::from(chart.metadata.clone()));
+    top.insert("Capabilities".to_string(), caps);
+    top.insert("Release".to_string(), Value::from(release));
+    top.insert("Values".to_string(), vals);
+    let top = Value::from(top);
+
+    let mut tpls = BTreeMap::new();
+    collect_templates(&chart, None, &top, &top, &mut tpls);
+    let keys = sort_templates(tpls.keys().cloned().collect());
+
+    let fmap = funcs::func_map();
+    let mut set = Set::default();
+    for k in &keys {
+        let r = &tpls[k];
+        let parsed = template::parse(k, &r.text, &|n| fmap.contains_key(n)).map_err(|e| {
+            let msg = e.to_string();
+            let tokens: Vec<&str> = msg.split(": ").collect();
+            if tokens.len() == 1 {
+                HelmError::Parse(format!("parse error in ({k}): {msg}"))
+            } else {
+                HelmError::Parse(format!(
+                    "parse error at ({}): {}",
+                    tokens[1],
+                    tokens[tokens.len() - 1]
+                ))
+            }
+        })?;
+        set.add(parsed);
+    }
+    let limits = Limits {
+        max_depth: opts.max_depth,
+        max_output: opts.max_output,
+        deadline: opts.timeout.map(|t| Instant::now() + t),
+    };
+    let mut rendered: BTreeMap<String, String> = BTreeMap::new();
+    for k in &keys {
+        if base(k).starts_with('_') {
+            continue;
+        }
+        let r = &tpls[k];
+        let mut tmpl_info = BTreeMap::new();
+        tmpl_info.insert("Name".to_string(), Value::from(k.as_str()));
+        tmpl_info.insert("BasePath".to_string(), Value::from(r.base_path.as_str()));
+        if let Some(m) = r.vals.as_map() {
+            m.borrow_mut()
+                .insert("Template".into(), Value::from(tmpl_info));
+        }
+        let mut ex = Exec::new(&set, &fmap, limits);
+        let out = ex.execute(k, r.vals.clone()).map_err(|e| match e {
+            ExecError::Exec(m) => HelmError::Exec(reformat_exec_error(k, &m)),
+            ExecError::Depth(name) => HelmError::RecursionLimit {
+                template: k.clone(),
+                name,
+            },
+            ExecError::OutputTooLarge(n) => HelmError::OutputLimit {
+                template: k.clone(),
+                limit: n,
+            },
+            ExecError::Timeout => HelmError::Timeout {
+                template: k.clone(),
+            },
+        })?;
+        rendered.insert(k.clone(), out.replace("<no value>", ""));
+    }
+    // NOTES.txt is not a manifest.
+    rendered.retain(|k, _| !k.ends_with("NOTES.txt"));
+
+    let (manifests, hooks) = sort_manifests(&rendered, opts.skip_tests)?;
+    let mut all = manifests;
+    all.extend(hooks);
+    let mut crds = Vec::new();
+    if opts.include_crds {
+        crd_objects(&chart, None, &mut crds);
+    }
+    Ok(Rendered {
+        manifests: all,
+        crds,
+        warnings,
+    })
+}
+
+fn split_manifests(big: &str) -> Vec<String> {
+    static SEP: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let sep = SEP.get_or_init(|| {
+        regex::Regex::new(r"(?:^|[\t\n\x0B\x0C\r ]*\n)---[\t\n\x0B\x0C\r ]*").expect("static regex")
+    });
+    let trimmed = big.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0B');
+    sep.split(trimmed)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0B')
+                .to_string()
+        })
+        .collect()
+}
+
+const HOOK_EVENTS: &[&str] = &[
+    "pre-install",
+    "post-install",
+    "pre-delete",
+    "post-delete",
+    "pre-upgrade",
+    "post-upgrade",
+    "pre-rollback",
+    "post-rollback",
+    "test",
+    "test-success",
+];
+
+fn kind_rank(kind: &str) -> Option<usize> {
+    INSTALL_ORDER.iter().position(|k| *k == kind)
+}
+
+fn less_by_kind(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (kind_rank(a), kind_rank(b)) {
+        (None, None) => a.cmp(b),
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => x.cmp(&y),
+    }
+}
+
+fn sort_manifests(
+    files: &BTreeMap<String, String>,
+    skip_tests: bool,
+) -> Result<(Vec<Manifest>, Vec<Manifest>), HelmError> {
+    let mut generic = Vec::new();
+    let mut hooks = Vec::new();
+    for (path, content) in files {
+        if base(path).starts_with('_') || content.trim().is_empty() {
+            continue;
+        }
+        for doc in split_manifests(content) {
+            let head = yaml::parse(&doc).map_err(|e| HelmError::Yaml {
+                source_path: path.clone(),
+                message: e.0.clone(),
+            })?;
+            let kind = head
+                .get("kind")
+                .map(|k| funcs::strval(&k))
+                .unwrap_or_default();
+            let annotations = head.get("metadata").and_then(|m| m.get("annotations"));
+            let hook_anno = annotations.as_ref().and_then(|a| a.get("helm.sh/hook"));
+            let has_annotations =
+                matches!(&annotations, Some(Value::Map(m)) if !m.borrow().is_empty());
+            match hook_anno {
+                Some(h) if has_annotations => {
+                    let types = funcs::strval(&h);
+                    let events: Vec<String> =
+                        types.split(',').map(|t| t.trim().to_lowercase()).collect();
+                    if events.iter().any(|e| !HOOK_EVENTS.contains(&e.as_str())) {
+                        continue;
+                    }
+                    if skip_tests && events.iter().any(|e| e == "test" || e == "test-success") {
+                        continue;
+                    }
+                    hooks.push(Manifest {
+                        source: path.clone(),
+                        content: doc,
+                        kind,
+                        hook: true,
+                    });
+                }
+                _ => generic.push(Manifest {
+                    source: path.clone(),
+                    content: doc,
+                    kind,
+                    hook: false,
+                }),
+            }
+        }
+    }
+    generic.sort_by(|a, b| less_by_kind(&a.kind, &b.kind));
+    hooks.sort_by(|a, b| less_by_kind(&a.kind, &b.kind));
+    Ok((generic, hooks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_helm() {
+        let docs = split_manifests("\n---\na: 1\n---\n\nb: 2\n--- \n");
+        assert_eq!(docs, vec!["a: 1".to_string(), "b: 2".to_string()]);
+    }
+
+    #[test]
+    fn template_order() {
+        let k = sort_templates(vec![
+            "a/templates/x".into(),
+            "a/charts/b/templates/y".into(),
+            "a/templates/z".into(),
+        ]);
+        assert_eq!(
+            k,
+            vec!["a/charts/b/templates/y", "a/templates/z", "a/templates/x"]
+        );
+    }
+
+    #[test]
+    fn doublestar_glob() {
+        assert!(glob_doublestar("files/**.yaml", "files/a/b.yaml"));
+        assert!(glob_doublestar("files/*", "files/a"));
+        assert!(!glob_doublestar("files/*", "files/a/b"));
+    }
+}

@@ -1,0 +1,1173 @@
+//! YAML and JSON as Helm reads and writes them.
+//!
+//! Reading follows `sigs.k8s.io/yaml` on top of go-yaml v2: plain scalars resolve with YAML 1.1
+//! rules (`yes`/`on` are booleans, `0777` is octal), then the tree goes through JSON, so every
+//! number becomes a `float64` and every key a string. Writing (`toYaml`) is `json.Marshal`
+//! followed by go-yaml v2's emitter: sorted keys ("natural" order), 2-space indentation,
+//! sequences not indented under their key, and lines folded past 80 columns.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+use super::value::{Value, format_float_g, format_float_json};
+
+/// A YAML or JSON document that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError(pub String);
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// A node before JSON conversion: go-yaml v2's view (ints stay ints, keys may be non-strings).
+#[derive(Clone, Debug)]
+enum Node {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// Parses every document of a YAML stream the way `sigs.k8s.io/yaml` does (numbers are
+/// `float64`). Empty documents are `Nil`.
+pub fn parse_all(src: &str) -> Result<Vec<Value>, YamlError> {
+    let nodes = parse_nodes(src)?;
+    Ok(nodes.into_iter().map(|n| to_json_value(&n, true)).collect())
+}
+
+/// Parses the first document of a YAML stream as `sigs.k8s.io/yaml.Unmarshal` does.
+pub fn parse(src: &str) -> Result<Value, YamlError> {
+    let nodes = parse_nodes(src)?;
+    Ok(nodes
+        .into_iter()
+        .next()
+        .map(|n| to_json_value(&n, true))
+        .unwrap_or(Value::Nil))
+}
+
+/// Parses the first document keeping integers as `Int` (go-yaml v2 decoding into structs,
+/// as Helm reads `Chart.yaml`).
+pub fn parse_typed(src: &str) -> Result<Value, YamlError> {
+    let nodes = parse_nodes(src)?;
+    Ok(nodes
+        .into_iter()
+        .next()
+        .map(|n| to_json_value(&n, false))
+        .unwrap_or(Value::Nil))
+}
+
+fn parse_nodes(src: &str) -> Result<Vec<Node>, YamlError> {
+    let mut parser = Parser::new_from_str(src);
+    let mut docs = Vec::new();
+    let mut anchors: BTreeMap<usize, Node> = BTreeMap::new();
+    // Stack of containers being built.
+    enum Frame {
+        Seq(Vec<Node>, usize),
+        Map(Vec<(Node, Node)>, Option<Node>, usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut doc_root: Option<Node> = None;
+    for item in parser.by_ref() {
+        let (ev, span) = item.map_err(|e| {
+            YamlError(format!(
+                "error converting YAML to JSON: yaml: line {}: {}",
+                e.marker().line(),
+                e.info()
+            ))
+        })?;
+        let mut complete: Option<(Node, usize)> = None;
+        match ev {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
+            Event::DocumentStart(_) => doc_root = None,
+            Event::DocumentEnd => docs.push(doc_root.take().unwrap_or(Node::Null)),
+            Event::Alias(id) => {
+                let n = anchors.get(&id).cloned().ok_or_else(|| {
+                    YamlError(format!(
+                        "error converting YAML to JSON: yaml: line {}: unknown anchor referenced",
+                        span.start.line()
+                    ))
+                })?;
+                complete = Some((n, 0));
+            }
+            Event::Scalar(v, style, anchor, tag) => {
+                let tag_suffix = tag.as_ref().map(|t| t.suffix.clone());
+                let n = resolve_scalar(&v, style, tag_suffix.as_deref());
+                complete = Some((n, anchor));
+            }
+            Event::SequenceStart(anchor, _) => stack.push(Frame::Seq(Vec::new(), anchor)),
+            Event::MappingStart(anchor, _) => stack.push(Frame::Map(Vec::new(), None, anchor)),
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq(items, anchor)) = stack.pop() {
+                    complete = Some((Node::Seq(items), anchor));
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map(items, _, anchor)) = stack.pop() {
+                    complete = Some((Node::Map(merge_keys(items)), anchor));
+                }
+            }
+        }
+        if let Some((node, anchor)) = complete {
+            if anchor != 0 {
+                anchors.insert(anchor, node.clone());
+            }
+            match stack.last_mut() {
+                None => doc_root = Some(node),
+                Some(Frame::Seq(items, _)) => items.push(node),
+                Some(Frame::Map(items, key, _)) => match key.take() {
+                    None => *key = Some(node),
+                    Some(k) => items.push((k, node)),
+                },
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// Applies YAML merge keys (`<<: *anchor`).
+fn merge_keys(items: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    if !items
+        .iter()
+        .any(|(k, _)| matches!(k, Node::Str(s) if s == "<<"))
+    {
+        return items;
+    }
+    let mut out: Vec<(Node, Node)> = Vec::new();
+    let mut merged: Vec<(Node, Node)> = Vec::new();
+    for (k, v) in items {
+        if matches!(&k, Node::Str(s) if s == "<<") {
+            match v {
+                Node::Map(m) => merged.extend(m),
+                Node::Seq(s) => {
+                    for m in s {
+                        if let Node::Map(m) = m {
+                            for (k2, v2) in m {
+                                if !merged.iter().any(|(k3, _)| node_key(k3) == node_key(&k2)) {
+                                    merged.push((k2, v2));
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        } else {
+            out.push((k, v));
+        }
+    }
+    for (k, v) in merged {
+        if !out.iter().any(|(k2, _)| node_key(k2) == node_key(&k)) {
+            out.push((k, v));
+        }
+    }
+    out
+}
+
+fn node_key(n: &Node) -> String {
+    match n {
+        Node::Null => "null".into(),
+        Node::Bool(b) => b.to_string(),
+        Node::Int(i) => i.to_string(),
+        Node::Uint(u) => u.to_string(),
+        Node::Float(f) => format_float_g(*f),
+        Node::Str(s) => s.clone(),
+        Node::Seq(_) | Node::Map(_) => String::new(),
+    }
+}
+
+fn resolve_scalar(v: &str, style: ScalarStyle, tag: Option<&str>) -> Node {
+    if let Some(t) = tag {
+        match t {
+            "str" => return Node::Str(v.to_string()),
+            "int" | "float" | "bool" | "null" => {}
+            _ => return Node::Str(v.to_string()),
+        }
+    }
+    if style != ScalarStyle::Plain && tag.is_none() {
+        return Node::Str(v.to_string());
+    }
+    resolve_plain(v)
+}
+
+/// go-yaml v2's `resolve` for a plain scalar.
+fn resolve_plain(v: &str) -> Node {
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return Node::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
+            return Node::Bool(true);
+        }
+        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
+            return Node::Bool(false);
+        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Node::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Node::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Node::Float(f64::NAN),
+        _ => {}
+    }
+    let first = v.as_bytes()[0];
+    if first.is_ascii_digit() || first == b'+' || first == b'-' || first == b'.' {
+        let plain = v.replace('_', "");
+        if let Some(i) = go_parse_int(&plain) {
+            return Node::Int(i);
+        }
+        if let Some(u) = go_parse_uint(&plain) {
+            return Node::Uint(u);
+        }
+        if is_yaml_float(v)
+            && let Ok(f) = plain.parse::<f64>()
+        {
+            return Node::Float(f);
+        }
+        if let Some(rest) = plain.strip_prefix("0b")
+            && let Ok(i) = i64::from_str_radix(rest, 2)
+        {
+            return Node::Int(i);
+        }
+        if let Some(rest) = plain.strip_prefix("-0b")
+            && let Ok(i) = i64::from_str_radix(rest, 2)
+        {
+            return Node::Int(-i);
+        }
+    }
+    Node::Str(v.to_string())
+}
+
+/// `strconv.ParseInt(s, 0, 64)`.
+pub(crate) fn go_parse_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (radix, digits) = if let Some(r) = body.strip_prefix("0x").or(body.strip_prefix("0X")) {
+        (16, r)
+    } else if let Some(r) = body.strip_prefix("0o").or(body.strip_prefix("0O")) {
+        (8, r)
+    } else if let Some(r) = body.strip_prefix("0b").or(body.strip_prefix("0B")) {
+        (2, r)
+    } else if body.len() > 1 && body.starts_with('0') {
+        (8, &body[1..])
+    } else {
+        (10, body)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let mag = u64::from_str_radix(digits, radix).ok()?;
+    if neg {
+        if mag <= i64::MAX as u64 + 1 {
+            Some((mag as i128).wrapping_neg() as i64)
+        } else {
+            None
+        }
+    } else if mag <= i64::MAX as u64 {
+        Some(mag as i64)
+    } else {
+        None
+    }
+}
+
+fn go_parse_uint(s: &str) -> Option<u64> {
+    let body = s.strip_prefix('+').unwrap_or(s);
+    if body.is_empty() || !body.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    body.parse().ok()
+}
+
+/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`
+fn is_yaml_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let s = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - s
+    };
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(&mut i) == 0 {
+            return false;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            digits(&mut i);
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Converts a go-yaml node to the engine's value. With `json` (sigs.k8s.io/yaml) numbers
+/// become `float64`; without, integers stay `Int`.
+fn to_json_value(n: &Node, json: bool) -> Value {
+    match n {
+        Node::Null => Value::Nil,
+        Node::Bool(b) => Value::Bool(*b),
+        Node::Int(i) => {
+            if json {
+                Value::Float(*i as f64)
+            } else {
+                Value::Int(*i)
+            }
+        }
+        Node::Uint(u) => Value::Float(*u as f64),
+        Node::Float(f) => Value::Float(*f),
+        Node::Str(s) => Value::Str(Rc::from(s.as_str())),
+        Node::Seq(items) => Value::from(
+            items
+                .iter()
+                .map(|i| to_json_value(i, json))
+                .collect::<Vec<_>>(),
+        ),
+        Node::Map(items) => {
+            let mut m = BTreeMap::new();
+            for (k, v) in items {
+                m.insert(node_key(k), to_json_value(v, json));
+            }
+            Value::from(m)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+/// `json.Marshal` of a value (sorted keys, HTML-safe escaping).
+pub fn to_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_json(v, &mut out, None, 0);
+    out
+}
+
+/// `json.MarshalIndent(v, "", "  ")`.
+pub fn to_json_pretty(v: &Value) -> String {
+    let mut out = String::new();
+    write_json(v, &mut out, Some("  "), 0);
+    out
+}
+
+fn write_json(v: &Value, out: &mut String, indent: Option<&str>, level: usize) {
+    let nl = |out: &mut String, level: usize| {
+        if let Some(ind) = indent {
+            out.push('\n');
+            for _ in 0..level {
+                out.push_str(ind);
+            }
+        }
+    };
+    match v {
+        Value::Nil => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => out.push_str(&format_float_json(*f)),
+        Value::Str(s) => json_string(s, out),
+        Value::Bytes(b) => {
+            use base64::Engine as _;
+            json_string(&base64::engine::general_purpose::STANDARD.encode(&**b), out)
+        }
+        Value::List(l) => {
+            if l.is_empty() {
+                out.push_str("[]");
+                return;
+            }
+            out.push('[');
+            for (i, x) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                nl(out, level + 1);
+                write_json(x, out, indent, level + 1);
+            }
+            nl(out, level);
+            out.push(']');
+        }
+        Value::Map(m) => {
+            let m = m.borrow();
+            if m.is_empty() {
+                out.push_str("{}");
+                return;
+            }
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                nl(out, level + 1);
+                json_string(k, out);
+                out.push(':');
+                if indent.is_some() {
+                    out.push(' ');
+                }
+                write_json(x, out, indent, level + 1);
+            }
+            nl(out, level);
+            out.push('}');
+        }
+        Value::Object(o) => json_string(&o.display(), out),
+    }
+}
+
+/// Go's JSON string encoding with HTML escaping.
+pub fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `json.Unmarshal` into `interface{}` (numbers are `float64`).
+pub fn parse_json(src: &str) -> Result<Value, YamlError> {
+    let v: serde_json::Value = serde_json::from_str(src).map_err(|e| YamlError(e.to_string()))?;
+    Ok(from_serde_json(&v))
+}
+
+/// Converts a `serde_json::Value` (numbers become `float64`).
+pub fn from_serde_json(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Float(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(a) => {
+            Value::from(a.iter().map(from_serde_json).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(o) => Value::from(
+            o.iter()
+                .map(|(k, v)| (k.clone(), from_serde_json(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing: go-yaml v2's emitter, for the values that come out of a JSON round trip.
+
+/// A scalar after the JSON round trip, as go-yaml v2 decoded it.
+enum Scalar {
+    Null,
+    Bool(bool),
+    Int(String),
+    Float(f64),
+    Str(String),
+}
+
+/// `toYaml` without the final newline trimmed: `sigs.k8s.io/yaml.Marshal`.
+pub fn to_yaml(v: &Value) -> String {
+    let mut e = Emitter {
+        out: String::new(),
+        column: 0,
+        indent: -1,
+        whitespace: true,
+        indention: true,
+    };
+    e.node(v, Ctx::Root);
+    if !e.out.ends_with('\n') {
+        e.out.push('\n');
+    }
+    e.out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Root,
+    MapValue,
+    SeqItem,
+}
+
+struct Emitter {
+    out: String,
+    column: i64,
+    indent: i64,
+    whitespace: bool,
+    indention: bool,
+}
+
+const BEST_WIDTH: i64 = 80;
+const BEST_INDENT: i64 = 2;
+
+fn scalar_of(v: &Value) -> Option<Scalar> {
+    Some(match v {
+        Value::Nil => Scalar::Null,
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::Int(i) => Scalar::Int(i.to_string()),
+        Value::Float(f) => {
+            let j = format_float_json(*f);
+            // JSON text decoded by go-yaml: integers stay integers when they fit.
+            if !j.contains(['.', 'e', 'E']) {
+                if j.parse::<i64>().is_ok() || j.parse::<u64>().is_ok() {
+                    Scalar::Int(j)
+                } else {
+                    Scalar::Float(j.parse().unwrap_or(*f))
+                }
+            } else {
+                Scalar::Float(*f)
+            }
+        }
+        Value::Str(s) => Scalar::Str(s.to_string()),
+        Value::Bytes(b) => {
+            use base64::Engine as _;
+            Scalar::Str(base64::engine::general_purpose::STANDARD.encode(&**b))
+        }
+        Value::Object(o) => Scalar::Str(o.display()),
+        Value::List(_) | Value::Map(_) => return None,
+    })
+}
+
+impl Emitter {
+    fn put(&mut self, c: char) {
+        self.out.push(c);
+        self.column += 1;
+    }
+    fn put_break(&mut self) {
+        self.out.push('\n');
+        self.column = 0;
+    }
+    fn write_str(&mut self, s: &str) {
+        self.out.push_str(s);
+        self.column += s.chars().count() as i64;
+    }
+    fn write_indent(&mut self) {
+        let indent = self.indent.max(0);
+        if !self.indention || self.column > indent || (self.column == indent && !self.whitespace) {
+            self.put_break();
+        }
+        while self.column < indent {
+            self.put(' ');
+        }
+        self.whitespace = true;
+        self.indention = true;
+    }
+    fn write_indicator(&mut self, ind: &str, need_ws: bool, is_ws: bool, is_indention: bool) {
+        if need_ws && !self.whitespace {
+            self.put(' ');
+        }
+        self.write_str(ind);
+        self.whitespace = is_ws;
+        self.indention = self.indention && is_indention;
+    }
+
+    fn node(&mut self, v: &Value, ctx: Ctx) {
+        match v {
+            Value::Map(m) => {
+                let m = m.borrow();
+                if m.is_empty() {
+                    self.write_indicator("{}", true, false, false);
+                    return;
+                }
+                let saved = self.indent;
+                self.indent = if self.indent < 0 {
+                    0
+                } else {
+                    self.indent + BEST_INDENT
+                };
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort_by(|a, b| natural_cmp(a, b));
+                for k in keys {
+                    self.write_indent();
+                    self.scalar(&Scalar::Str(k.clone()), true);
+                    self.write_indicator(":", false, false, false);
+                    let val = &m[k];
+                    self.node(val, Ctx::MapValue);
+                }
+                self.indent = saved;
+            }
+            Value::List(l) => {
+                if l.is_empty() {
+                    self.write_indicator("[]", true, false, false);
+                    return;
+                }
+                let saved = self.indent;
+                // A sequence that is a mapping value is "indentless".
+                let indentless = ctx == Ctx::MapValue && !self.indention;
+                self.indent = if self.indent < 0 {
+                    0
+                } else if indentless {
+                    self.indent
+                } else {
+                    self.indent + BEST_INDENT
+                };
+                for item in l.iter() {
+                    self.write_indent();
+                    self.write_indicator("-", true, false, true);
+                    self.node(item, Ctx::SeqItem);
+                }
+                self.indent = saved;
+            }
+            other => {
+                if let Some(s) = scalar_of(other) {
+                    let saved = self.indent;
+                    self.indent = if self.indent < 0 {
+                        BEST_INDENT
+                    } else {
+                        self.indent + BEST_INDENT
+                    };
+                    self.scalar(&s, false);
+                    self.indent = saved;
+                }
+            }
+        }
+    }
+
+    fn scalar(&mut self, s: &Scalar, simple_key: bool) {
+        let text: String;
+        let (value, mut style) = match s {
+            Scalar::Null => ("null", Style::Plain),
+            Scalar::Bool(b) => (if *b { "true" } else { "false" }, Style::Plain),
+            Scalar::Int(i) => (i.as_str(), Style::Plain),
+            Scalar::Float(f) => {
+                text = match format_float_g(*f).as_str() {
+                    "+Inf" => ".inf".into(),
+                    "-Inf" => "-.inf".into(),
+                    "NaN" => ".nan".into(),
+                    other => other.to_string(),
+                };
+                (text.as_str(), Style::Plain)
+            }
+            Scalar::Str(s) => {
+                let can_plain =
+                    matches!(resolve_plain_for_emit(s), Node::Str(_)) && !is_base60_float(s);
+                let style = if s.contains('\n') {
+                    Style::Literal
+                } else if can_plain {
+                    Style::Plain
+                } else {
+                    Style::Double
+                };
+                (s.as_str(), style)
+            }
+        };
+        let a = analyze(value);
+        if simple_key && a.multiline {
+            style = Style::Double;
+        }
+        if style == Style::Plain && (!a.block_plain_allowed || (value.is_empty() && simple_key)) {
+            style = Style::Single;
+        }
+        if style == Style::Single && !a.single_quoted_allowed {
+            style = Style::Double;
+        }
+        if style == Style::Literal && (!a.block_allowed || simple_key) {
+            style = Style::Double;
+        }
+        let allow_breaks = !simple_key;
+        match style {
+            Style::Plain => self.write_plain(value, allow_breaks),
+            Style::Single => self.write_single(value, allow_breaks),
+            Style::Double => self.write_double(value, allow_breaks),
+            Style::Literal => self.write_literal(value),
+        }
+    }
+
+    fn write_plain(&mut self, value: &str, allow_breaks: bool) {
+        if !self.whitespace {
+            self.put(' ');
+        }
+        let chars: Vec<char> = value.chars().collect();
+        let mut spaces = false;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == ' ' {
+                let next_space = chars.get(i + 1) == Some(&' ');
+                if allow_breaks && !spaces && self.column > BEST_WIDTH && !next_space {
+                    self.write_indent();
+                } else {
+                    self.put(c);
+                }
+                spaces = true;
+            } else {
+                self.put(c);
+                self.indention = false;
+                spaces = false;
+            }
+            i += 1;
+        }
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_single(&mut self, value: &str, allow_breaks: bool) {
+        self.write_indicator("'", true, false, false);
+        let chars: Vec<char> = value.chars().collect();
+        let mut spaces = false;
+        let mut breaks = false;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == ' ' {
+                let next_space = chars.get(i + 1) == Some(&' ');
+                if allow_breaks
+                    && !spaces
+                    && self.column > BEST_WIDTH
+                    && i > 0
+                    && i < chars.len() - 1
+                    && !next_space
+                {
+                    self.write_indent();
+                } else {
+                    self.put(c);
+                }
+                spaces = true;
+            } else if is_break(c) {
+                if !breaks && c == '\n' {
+                    self.put_break();
+                }
+                self.put_break();
+                self.indention = true;
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                }
+                if c == '\'' {
+                    self.put('\'');
+                }
+                self.put(c);
+                self.indention = false;
+                spaces = false;
+                breaks = false;
+            }
+            i += 1;
+        }
+        self.write_indicator("'", false, false, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_double(&mut self, value: &str, allow_breaks: bool) {
+        self.write_indicator("\"", true, false, false);
+        let chars: Vec<char> = value.chars().collect();
+        let mut spaces = false;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if !is_printable(c) || c == '\u{FEFF}' || is_break(c) || c == '"' || c == '\\' {
+                self.put('\\');
+                match c {
+                    '\0' => self.put('0'),
+                    '\x07' => self.put('a'),
+                    '\x08' => self.put('b'),
+                    '\t' => self.put('t'),
+                    '\n' => self.put('n'),
+                    '\x0b' => self.put('v'),
+                    '\x0c' => self.put('f'),
+                    '\r' => self.put('r'),
+                    '\x1b' => self.put('e'),
+                    '"' => self.put('"'),
+                    '\\' => self.put('\\'),
+                    '\u{85}' => self.put('N'),
+                    '\u{A0}' => self.put('_'),
+                    '\u{2028}' => self.put('L'),
+                    '\u{2029}' => self.put('P'),
+                    c => {
+                        let v = c as u32;
+                        let s = if v <= 0xFF {
+                            format!("x{v:02X}")
+                        } else if v <= 0xFFFF {
+                            format!("u{v:04X}")
+                        } else {
+                            format!("U{v:08X}")
+                        };
+                        self.write_str(&s);
+                    }
+                }
+                spaces = false;
+            } else if c == ' ' {
+                if allow_breaks
+                    && !spaces
+                    && self.column > BEST_WIDTH
+                    && i > 0
+                    && i < chars.len() - 1
+                {
+                    self.write_indent();
+                    if chars.get(i + 1) == Some(&' ') {
+                        self.put('\\');
+                    }
+                } else {
+                    self.put(c);
+                }
+                spaces = true;
+            } else {
+                self.put(c);
+                spaces = false;
+            }
+            i += 1;
+        }
+        self.write_indicator("\"", false, false, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    fn write_literal(&mut self, value: &str) {
+        self.write_indicator("|", true, false, false);
+        let chars: Vec<char> = value.chars().collect();
+        if chars.first().is_some_and(|c| *c == ' ' || is_break(*c)) {
+            self.write_indicator(&BEST_INDENT.to_string(), false, false, false);
+        }
+        let chomp = match chars.len() {
+            0 => Some("-"),
+            n => {
+                if !is_break(chars[n - 1]) {
+                    Some("-")
+                } else if n == 1 || is_break(chars[n - 2]) {
+                    Some("+")
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(c) = chomp {
+            self.write_indicator(c, false, false, false);
+        }
+        self.put_break();
+        self.indention = true;
+        self.whitespace = true;
+        let mut breaks = true;
+        for &c in &chars {
+            if is_break(c) {
+                self.put_break();
+                self.indention = true;
+                breaks = true;
+            } else {
+                if breaks {
+                    self.write_indent();
+                    breaks = false;
+                }
+                self.put(c);
+                self.indention = false;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    Single,
+    Double,
+    Literal,
+}
+
+struct Analysis {
+    multiline: bool,
+    block_plain_allowed: bool,
+    single_quoted_allowed: bool,
+    block_allowed: bool,
+}
+
+fn is_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+fn is_printable(c: char) -> bool {
+    let v = c as u32;
+    v == 0x0A
+        || (0x20..=0x7E).contains(&v)
+        || v == 0x85
+        || ((0xA0..=0xD7FF).contains(&v))
+        || ((0xE000..=0xFFFD).contains(&v) && v != 0xFEFF)
+        || (0x10000..=0x10FFFF).contains(&v)
+}
+
+fn analyze(value: &str) -> Analysis {
+    if value.is_empty() {
+        return Analysis {
+            multiline: false,
+            block_plain_allowed: true,
+            single_quoted_allowed: true,
+            block_allowed: false,
+        };
+    }
+    let chars: Vec<char> = value.chars().collect();
+    let mut block_indicators = false;
+    let mut line_breaks = false;
+    let mut special = false;
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
+        (false, false, false, false);
+    let (mut break_space, mut space_break) = (false, false);
+    let (mut prev_space, mut prev_break) = (false, false);
+    if value.starts_with("---") || value.starts_with("...") {
+        block_indicators = true;
+    }
+    let mut preceded_by_ws = true;
+    let is_blank = |c: Option<&char>| matches!(c, Some(' ') | Some('\t'));
+    let is_blankz = |c: Option<&char>| {
+        matches!(c, None | Some(' ') | Some('\t') | Some('\0')) || c.is_some_and(|c| is_break(*c))
+    };
+    for i in 0..chars.len() {
+        let c = chars[i];
+        let followed_by_ws = i + 1 >= chars.len() || is_blank(chars.get(i + 1));
+        if i == 0 {
+            match c {
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => block_indicators = true,
+                '?' | ':' | '-' if followed_by_ws => block_indicators = true,
+                _ => {}
+            }
+        } else {
+            match c {
+                ':' if followed_by_ws => block_indicators = true,
+                '#' if preceded_by_ws => block_indicators = true,
+                _ => {}
+            }
+        }
+        if !is_printable(c) {
+            special = true;
+        }
+        if c == ' ' {
+            if i == 0 {
+                leading_space = true;
+            }
+            if i + 1 == chars.len() {
+                trailing_space = true;
+            }
+            if prev_break {
+                break_space = true;
+            }
+            prev_space = true;
+            prev_break = false;
+        } else if is_break(c) {
+            line_breaks = true;
+            if i == 0 {
+                leading_break = true;
+            }
+            if i + 1 == chars.len() {
+                trailing_break = true;
+            }
+            if prev_space {
+                space_break = true;
+            }
+            prev_space = false;
+            prev_break = true;
+        } else {
+            prev_space = false;
+            prev_break = false;
+        }
+        preceded_by_ws = is_blankz(Some(&c));
+    }
+    let mut a = Analysis {
+        multiline: line_breaks,
+        block_plain_allowed: true,
+        single_quoted_allowed: true,
+        block_allowed: true,
+    };
+    if leading_space || leading_break || trailing_space || trailing_break {
+        a.block_plain_allowed = false;
+    }
+    if trailing_space {
+        a.block_allowed = false;
+    }
+    if break_space {
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+    }
+    if space_break || special {
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+        a.block_allowed = false;
+    }
+    if line_breaks {
+        a.block_plain_allowed = false;
+    }
+    if block_indicators {
+        a.block_plain_allowed = false;
+    }
+    a
+}
+
+/// go-yaml v2's resolve as the encoder uses it (timestamps count as non-strings).
+fn resolve_plain_for_emit(s: &str) -> Node {
+    if s.is_empty() {
+        return Node::Null;
+    }
+    let n = resolve_plain(s);
+    if let Node::Str(_) = &n
+        && is_timestamp(s)
+    {
+        return Node::Null;
+    }
+    n
+}
+
+/// go-yaml v2's timestamp formats: `2006-1-2T15:4:5.999999999Z07:00`, `2006-1-2t15:4:5...`,
+/// `2006-1-2 15:4:5...`, `2006-1-2`.
+fn is_timestamp(s: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(
+            r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(([Tt]| +)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]*)?((Z)|([-+][0-9]{1,2}(:[0-9]{2})?))?)?$",
+        )
+        .expect("static regex")
+    });
+    if !re.is_match(s) {
+        return false;
+    }
+    // Go's time.Parse validates ranges (month 1-12, day 1-31, hour < 24 ...).
+    let date = &s[..s.find(['T', 't', ' ']).unwrap_or(s.len())];
+    let mut parts = date.split('-');
+    let _y = parts.next();
+    let m: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let d: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (1..=12).contains(&m) && (1..=31).contains(&d)
+}
+
+/// `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`
+fn is_base60_float(s: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+            .expect("static regex")
+    });
+    if s.is_empty() {
+        return false;
+    }
+    let c = s.as_bytes()[0];
+    if !(c == b'+' || c == b'-' || c.is_ascii_digit()) || !s.contains(':') {
+        return false;
+    }
+    re.is_match(s)
+}
+
+/// go-yaml v2's key order: numbers inside strings compare numerically.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let ar: Vec<char> = a.chars().collect();
+    let br: Vec<char> = b.chars().collect();
+    let less = |x: &Vec<char>, y: &Vec<char>| -> bool {
+        let mut i = 0;
+        while i < x.len() && i < y.len() {
+            if x[i] == y[i] {
+                i += 1;
+                continue;
+            }
+            let al = x[i].is_alphabetic();
+            let bl = y[i].is_alphabetic();
+            if al && bl {
+                return x[i] < y[i];
+            }
+            if al || bl {
+                return bl;
+            }
+            let (mut an, mut bn): (i64, i64) = (0, 0);
+            if x[i] == '0' || y[i] == '0' {
+                let mut j = i as i64 - 1;
+                while j >= 0 && x[j as usize].is_ascii_digit() {
+                    if x[j as usize] != '0' {
+                        an = 1;
+                        bn = 1;
+                        break;
+                    }
+                    j -= 1;
+                }
+            }
+            let mut ai = i;
+            while ai < x.len() && x[ai].is_ascii_digit() {
+                an = an.wrapping_mul(10).wrapping_add(x[ai] as i64 - '0' as i64);
+                ai += 1;
+            }
+            let mut bi = i;
+            while bi < y.len() && y[bi].is_ascii_digit() {
+                bn = bn.wrapping_mul(10).wrapping_add(y[bi] as i64 - '0' as i64);
+                bi += 1;
+            }
+            if an != bn {
+                return an < bn;
+            }
+            if ai != bi {
+                return ai < bi;
+            }
+            return x[i] < y[i];
+        }
+        x.len() < y.len()
+    };
+    if less(&ar, &br) {
+        Ordering::Less
+    } else if less(&br, &ar) {
+        Ordering::Greater
+    } else {
+        Ordering::Equal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn y(src: &str) -> String {
+        to_yaml(&parse(src).expect("parse"))
+    }
+
+    #[test]
+    fn emits_like_go_yaml_v2() {
+        assert_eq!(
+            y("a: 1\nb: [x, z, 'y']\nc: {}\n"),
+            "a: 1\nb:\n- x\n- z\n- \"y\"\nc: {}\n"
+        );
+        assert_eq!(
+            y("a: 'true'\nb: ''\nc: '*.x'\n"),
+            "a: \"true\"\nb: \"\"\nc: '*.x'\n"
+        );
+        assert_eq!(y("a: \"x\\ny\"\n"), "a: |-\n  x\n  y\n");
+        assert_eq!(y("- a: 1\n  b: 2\n"), "- a: 1\n  b: 2\n");
+        assert_eq!(y("a: 1.5\nb: 1e6\n"), "a: 1.5\nb: 1000000\n");
+        assert_eq!(y("a: on\n"), "a: true\n");
+        assert_eq!(y("a: '2020-01-01'\n"), "a: \"2020-01-01\"\n");
+    }
+
+    #[test]
+    fn natural_key_order() {
+        let mut keys = vec!["a10", "a2", "b", "A", "a1"];
+        keys.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(keys, vec!["A", "a1", "a2", "a10", "b"]);
+    }
+}
