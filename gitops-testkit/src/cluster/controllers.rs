@@ -209,24 +209,15 @@ fn remove_finalizer(
 }
 
 fn dependents(st: &State, uid: &str) -> Vec<(ResourceType, Arc<Value>)> {
-    let mut out = Vec::new();
-    let mut seen: Vec<ResKey> = Vec::new();
-    for t in &st.types {
-        let res = (t.group.clone(), t.plural.clone());
-        if seen.contains(&res) {
-            continue;
-        }
-        seen.push(res.clone());
-        for o in st.list(&res, "") {
-            if o["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["uid"] == uid))
-            {
-                out.push((t.clone(), o));
-            }
-        }
-    }
-    out
+    st.dependents_of(uid)
+        .into_iter()
+        .filter_map(|((g, p), o)| {
+            st.types
+                .iter()
+                .find(|t| t.group == g && t.plural == p)
+                .map(|t| (t.clone(), o))
+        })
+        .collect()
 }
 
 fn orphan_dependents(st: &mut State, uid: &str) {

@@ -1826,13 +1826,7 @@ pub(crate) fn delete_object(
 
 fn has_dependents(st: &State, obj: &Value) -> bool {
     let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
-    st.objects.values().any(|m| {
-        m.values().any(|o| {
-            o["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
-        })
-    })
+    !st.dependents_of(uid).is_empty()
 }
 
 /// Garbage collection after an object is gone (Background propagation).

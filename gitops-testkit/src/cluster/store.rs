@@ -2,7 +2,7 @@
 //! registered watchers.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::Arc,
 };
 
@@ -56,6 +56,19 @@ pub struct State {
     pub watchers: Vec<Watcher>,
     /// Served types (built-ins plus established CRDs).
     pub types: Vec<ResourceType>,
+    /// Owner uid → the objects whose ownerReferences name it.
+    owners: HashMap<String, BTreeSet<(ResKey, ObjKey)>>,
+}
+
+fn owner_uids(v: &Value) -> Vec<String> {
+    v["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads `metadata.namespace`/`metadata.name`.
@@ -83,6 +96,7 @@ impl State {
             history_limit: history_limit.max(1),
             watchers: Vec::new(),
             types,
+            owners: HashMap::new(),
         }
     }
 
@@ -101,6 +115,44 @@ impl State {
                 .take_while(|((ns, _), _)| ns == namespace)
                 .map(|(_, v)| v.clone())
                 .collect(),
+        }
+    }
+
+    /// The objects whose ownerReferences name `uid`.
+    pub fn dependents_of(&self, uid: &str) -> Vec<(ResKey, Arc<Value>)> {
+        self.owners
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|(res, key)| self.get(res, key).map(|o| (res.clone(), o)))
+            .collect()
+    }
+
+    fn index_owners(
+        &mut self,
+        res: &ResKey,
+        key: &ObjKey,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) {
+        let before = old.map(owner_uids).unwrap_or_default();
+        let after = new.map(owner_uids).unwrap_or_default();
+        if before == after {
+            return;
+        }
+        for uid in before {
+            if let Some(set) = self.owners.get_mut(&uid) {
+                set.remove(&(res.clone(), key.clone()));
+                if set.is_empty() {
+                    self.owners.remove(&uid);
+                }
+            }
+        }
+        for uid in after {
+            self.owners
+                .entry(uid)
+                .or_default()
+                .insert((res.clone(), key.clone()));
         }
     }
 
@@ -132,7 +184,8 @@ impl State {
             .objects
             .entry(res.clone())
             .or_default()
-            .insert(key, obj.clone());
+            .insert(key.clone(), obj.clone());
+        self.index_owners(res, &key, old.as_deref(), Some(&obj));
         let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
         self.publish(Event {
             rv,
@@ -147,6 +200,7 @@ impl State {
     /// Removes an object. Returns its final state (with the deletion's resourceVersion).
     pub fn remove(&mut self, res: &ResKey, key: &ObjKey) -> Option<Arc<Value>> {
         let old = self.objects.get_mut(res)?.remove(key)?;
+        self.index_owners(res, key, Some(&old), None);
         let rv = self.next_rv();
         let mut last = (*old).clone();
         last["metadata"]["resourceVersion"] = Value::String(rv.to_string());
