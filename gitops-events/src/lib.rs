@@ -73,6 +73,7 @@
 //! "alert after N occurrences", and one recovery message when an error clears.
 
 pub mod alert;
+pub mod crd;
 pub mod dispatch;
 pub mod emitter;
 pub mod event;
