@@ -160,6 +160,20 @@ impl ProviderSpec {
                     object: object.clone(),
                     kind: self.provider_type.clone(),
                 })?;
+        if self
+            .commit_status_expr
+            .as_deref()
+            .is_some_and(|e| !e.is_empty())
+        {
+            // Silently using the default key would post statuses under keys the user did not
+            // ask for.
+            return Err(SpecError::Field {
+                object,
+                field: "spec.commitStatusExpr".into(),
+                reason: "CEL expressions are not supported; set ProviderConfig::commit_status"
+                    .into(),
+            });
+        }
         let mut config =
             ProviderConfig::new(provider_type, self.address.clone().unwrap_or_default());
         config.channel = self.channel.clone();
@@ -325,6 +339,17 @@ mod tests {
             err.contains("Provider/ns/p") && err.contains("carrier-pigeon"),
             "{err}"
         );
+        let cel = ProviderSpec {
+            provider_type: "github".into(),
+            address: Some("https://github.com/o/r".into()),
+            commit_status_expr: Some("event.involvedObject.name".into()),
+            ..Default::default()
+        };
+        let err = cel
+            .to_config("ns", "p", "", None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("commitStatusExpr"), "{err}");
         let no_addr = ProviderSpec {
             provider_type: "generic".into(),
             ..Default::default()
