@@ -176,3 +176,52 @@ async fn streaming_lists_send_initial_events_then_a_bookmark() {
         .expect("initial events end with a bookmark");
     assert_eq!(names, vec!["s0", "s1", "s2"]);
 }
+
+#[tokio::test]
+async fn without_the_namespace_controller_a_namespace_waits_for_finalize() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let c = TestCluster::start(TestClusterOptions {
+        namespace_lifecycle: false,
+        ..Default::default()
+    })
+    .await
+    .expect("start");
+    let client = c.client().await.expect("client");
+    let nss: Api<Namespace> = Api::all(client);
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "stuck"}})).expect("ns"),
+    )
+    .await
+    .expect("create");
+    nss.delete("stuck", &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ns = nss.get("stuck").await.expect("still there");
+    assert_eq!(
+        ns.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Terminating")
+    );
+    assert_eq!(
+        ns.spec.as_ref().and_then(|s| s.finalizers.clone()),
+        Some(vec!["kubernetes".to_string()])
+    );
+    // A plain update cannot drop spec.finalizers; /finalize can, and that completes the deletion.
+    let mut cleared = ns.clone();
+    cleared.spec.as_mut().expect("spec").finalizers = Some(vec![]);
+    let still = nss
+        .replace("stuck", &PostParams::default(), &cleared)
+        .await
+        .expect("update");
+    assert_eq!(
+        still.spec.and_then(|s| s.finalizers),
+        Some(vec!["kubernetes".to_string()])
+    );
+    let mut cleared = nss.get("stuck").await.expect("get");
+    cleared.spec.as_mut().expect("spec").finalizers = Some(vec![]);
+    nss.replace_subresource("finalize", "stuck", &PostParams::default(), &cleared)
+        .await
+        .expect("finalize");
+    assert!(nss.get_opt("stuck").await.expect("get").is_none());
+}

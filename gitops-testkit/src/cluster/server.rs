@@ -1304,7 +1304,12 @@ fn update_with(
             }
         }
     }
+    let finalize = (t.sub == "finalize").then(|| obj["spec"]["finalizers"].clone());
     admit(inner, st, rt, Some(old), &mut obj, opts, warnings)?;
+    if let Some(f) = finalize {
+        // Only /finalize may change a namespace's spec.finalizers.
+        obj["spec"]["finalizers"] = if f.is_null() { json!([]) } else { f };
+    }
     if rt.tracks_generation && spec_view(rt, &obj) != spec_view(rt, old) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);
@@ -1372,7 +1377,12 @@ fn update_with(
     ssa::encode_managers(&mut obj, &mut managers);
     obj["metadata"]["resourceVersion"] = json!(old_rv);
     crd::on_write(rt, &mut obj);
+    let spec_finalizers_done = !(rt.group.is_empty() && rt.kind == "Namespace")
+        || obj["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(|a| a.is_empty());
     let deleting = obj["metadata"].get("deletionTimestamp").is_some()
+        && spec_finalizers_done
         && obj["metadata"]["finalizers"]
             .as_array()
             .is_none_or(|a| a.is_empty());
