@@ -147,6 +147,9 @@ pub enum Match {
     Excluded,
     /// The alert is suspended.
     Suspended,
+    /// The event comes from another namespace and cross-namespace references are blocked
+    /// (Flux's `--no-cross-namespace-refs`).
+    CrossNamespace,
 }
 
 impl Alert {

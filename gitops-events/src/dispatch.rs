@@ -207,6 +207,7 @@ struct Inner {
     limiter: Mutex<RateLimiter>,
     flood: Mutex<FloodState>,
     clock: Arc<dyn Clock>,
+    no_cross_namespace_refs: bool,
 }
 
 /// Builds a [`Dispatcher`].
@@ -215,6 +216,7 @@ pub struct DispatcherBuilder {
     alerts: Vec<Alert>,
     rate_limit: Duration,
     clock: Arc<dyn Clock>,
+    no_cross_namespace_refs: bool,
 }
 
 impl Default for DispatcherBuilder {
@@ -224,6 +226,7 @@ impl Default for DispatcherBuilder {
             alerts: Vec::new(),
             rate_limit: DEFAULT_RATE_LIMIT,
             clock: Arc::new(SystemClock::default()),
+            no_cross_namespace_refs: false,
         }
     }
 }
@@ -249,6 +252,13 @@ impl DispatcherBuilder {
     /// Sets the rate-limit window (zero disables rate limiting).
     pub fn rate_limit(mut self, window: Duration) -> Self {
         self.rate_limit = window;
+        self
+    }
+
+    /// Blocks alerts from taking events about objects in other namespaces (Flux's
+    /// `--no-cross-namespace-refs`, for multi-tenant clusters).
+    pub fn no_cross_namespace_refs(mut self, block: bool) -> Self {
+        self.no_cross_namespace_refs = block;
         self
     }
 
@@ -299,6 +309,7 @@ impl DispatcherBuilder {
                 }),
                 flood: Mutex::new(FloodState::default()),
                 clock: self.clock,
+                no_cross_namespace_refs: self.no_cross_namespace_refs,
             }),
         };
         if let Some(tick) = tick {
@@ -411,6 +422,17 @@ impl Dispatcher {
             for (i, alert) in self.inner.alerts.iter().enumerate() {
                 let id = format!("{}/{}", alert.namespace, alert.name);
                 let state_key = (i, object.clone());
+                if self.inner.no_cross_namespace_refs
+                    && event.involved_object.namespace != alert.namespace
+                {
+                    if alert.source_matches(&event.involved_object, labels) {
+                        tracing::warn!(alert = %id, object = %object, "cross-namespace event blocked");
+                    }
+                    report
+                        .alerts
+                        .push((id, AlertOutcome::Filtered(Match::CrossNamespace)));
+                    continue;
+                }
                 let verdict = alert.matches(event, labels);
                 // Recovery: an info event about an object this alert reported failing.
                 if alert.flood.recovery

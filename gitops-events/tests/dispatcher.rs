@@ -475,3 +475,34 @@ async fn grouping_per_object_and_revision() {
     assert_eq!(got[0].severity, Severity::Error);
     assert_eq!(got[1].message, "applied");
 }
+
+#[tokio::test]
+async fn cross_namespace_events_can_be_blocked() {
+    let inbox = Arc::new(Inbox::default());
+    let sources = vec![EventSource {
+        kind: "Kustomization".into(),
+        name: "*".into(),
+        namespace: "team-a".into(),
+        ..Default::default()
+    }];
+    let build = |block: bool| {
+        Dispatcher::builder()
+            .provider("inbox", inbox.clone(), fast())
+            .alert(Alert::new("flux-system", "a", "inbox", sources.clone()))
+            .rate_limit(Duration::ZERO)
+            .no_cross_namespace_refs(block)
+            .build()
+    };
+    let mut e = event(Severity::Info, "from team-a");
+    e.involved_object.namespace = "team-a".into();
+    let open = build(false);
+    assert_eq!(open.dispatch(&e).queued(), 1);
+    open.shutdown().await;
+    let blocked = build(true);
+    assert_eq!(
+        blocked.dispatch(&e).alerts[0].1,
+        AlertOutcome::Filtered(Match::CrossNamespace)
+    );
+    blocked.shutdown().await;
+    assert_eq!(inbox.messages(), ["from team-a"]);
+}
