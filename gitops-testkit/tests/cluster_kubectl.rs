@@ -155,6 +155,41 @@ async fn kubectl_applies_gets_diffs_and_deletes() {
         None,
     );
 
+    // `get -w` receives Table events (columns sent with the first event only).
+    let mut watch = Command::new("kubectl")
+        .env("KUBECONFIG", &k.kubeconfig)
+        .env("HOME", k._dir.path())
+        .args(["get", "cm", "-n", "demo", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w");
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    k.ok(
+        &["create", "-n", "demo", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: b\n  c: d\n",
+        ),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows.first().map(|r| r[..2].to_vec()),
+        Some(vec!["NAME", "DATA"]),
+        "{text}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.len() >= 2 && r[0] == "watched" && r[1] == "2"),
+        "{text}"
+    );
+
     // Server-side apply by another manager conflicts on a field kubectl owns.
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: demo\ndata:\n  mode: green\n";
     let (ok, _, err) = k.run(

@@ -2110,9 +2110,28 @@ fn watch(
     let inner2 = inner.clone();
     let mut shutdown = inner.shutdown.subscribe();
     let bookmark_every = inner.opts.bookmark_interval;
+    let tables = ctx.accept.contains("as=Table");
+    let table_rt = t.rt.clone();
+    let render = move |line: &Value, first: &mut bool| -> Bytes {
+        let kind = line["type"].as_str().unwrap_or_default();
+        if !tables || kind == "ERROR" {
+            return Bytes::from(format!("{line}\n"));
+        }
+        let mut table = if kind == "BOOKMARK" {
+            json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": line["object"]["metadata"]["resourceVersion"]}, "columnDefinitions": [], "rows": []})
+        } else {
+            to_table(&table_rt, &line["object"], false)
+        };
+        if !*first {
+            table["columnDefinitions"] = json!([]);
+        }
+        *first = false;
+        Bytes::from(format!("{}\n", json!({"type": kind, "object": table})))
+    };
     tokio::spawn(async move {
+        let mut first = true;
         for l in initial {
-            if out_tx.send(Bytes::from(format!("{l}\n"))).await.is_err() {
+            if out_tx.send(render(&l, &mut first)).await.is_err() {
                 return;
             }
         }
@@ -2130,7 +2149,7 @@ fn watch(
                     if ev.rv <= start_rv { continue; }
                     last_rv = ev.rv;
                     if let Some(line) = event_line(&rt, &ev, &matches)
-                        && out_tx.send(Bytes::from(format!("{line}\n"))).await.is_err() {
+                        && out_tx.send(render(&line, &mut first)).await.is_err() {
                         break;
                     }
                 }
@@ -2146,7 +2165,7 @@ fn watch(
                     lines.push(json!({"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}}}));
                     let mut closed = false;
                     for l in lines {
-                        if out_tx.send(Bytes::from(format!("{l}\n"))).await.is_err() { closed = true; break; }
+                        if out_tx.send(render(&l, &mut first)).await.is_err() { closed = true; break; }
                     }
                     if closed { break; }
                 }
