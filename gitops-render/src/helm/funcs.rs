@@ -1398,6 +1398,7 @@ pub fn func_map() -> FuncMap {
             m.insert(name, unsupported);
         }
     }
+    super::crypto::register(&mut m);
     m
 }
 

@@ -16,6 +16,7 @@
 //! `sigs.k8s.io/yaml` over go-yaml v2 does.
 
 pub mod chart;
+mod crypto;
 pub mod funcs;
 pub mod render;
 pub mod schema;

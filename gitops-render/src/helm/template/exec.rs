@@ -406,6 +406,10 @@ impl<'a> Exec<'a> {
             }
             Arg::Chain(pos, node, idents) => {
                 let base = self.eval_arg(dot, node)?;
+                if base.is_nil() {
+                    // Go: a field of an invalid (nil) pipeline result is the zero value.
+                    return Ok(Value::Nil);
+                }
                 let ctx = cmd.to_string();
                 self.eval_field_chain(dot, base, *pos, idents, &cmd.args[1..], fin, &ctx)
             }
@@ -420,6 +424,9 @@ impl<'a> Exec<'a> {
                         ));
                     }
                     return Ok(v);
+                }
+                if v.is_nil() {
+                    return Ok(Value::Nil);
                 }
                 let ctx = cmd.to_string();
                 self.eval_field_chain(dot, v, *pos, idents, &cmd.args[1..], fin, &ctx)
@@ -469,7 +476,7 @@ impl<'a> Exec<'a> {
             }
             Arg::Variable(pos, name, idents) => {
                 let v = self.var(name, *pos)?;
-                if idents.is_empty() {
+                if idents.is_empty() || v.is_nil() {
                     v
                 } else {
                     let ctx = arg.to_string();
@@ -479,6 +486,9 @@ impl<'a> Exec<'a> {
             Arg::Pipe(_, p) => self.eval_pipeline(dot, p)?,
             Arg::Chain(pos, node, idents) => {
                 let base = self.eval_arg(dot, node)?;
+                if base.is_nil() {
+                    return Ok(Value::Nil);
+                }
                 let ctx = arg.to_string();
                 self.eval_field_chain(dot, base, *pos, idents, &[], None, &ctx)?
             }

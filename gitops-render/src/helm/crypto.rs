@@ -1,0 +1,350 @@
+//! Sprig's crypto functions with real randomness and real keys: `htpasswd`, `bcrypt`,
+//! `genPrivateKey`, `genCA`, `genSelfSignedCert`, `genSignedCert` (RSA 2048 like Sprig,
+//! keys printed as `RSA PRIVATE KEY` PEM blocks).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, RsaKeySize, SanType, SerialNumber,
+};
+
+use super::funcs::{rand_bytes, strval, to_i64};
+use super::template::{Exec, FuncError, FuncMap, FuncResult};
+use super::value::Value;
+
+thread_local! {
+    /// Subjects of the CAs generated in this render, by certificate PEM.
+    static CA_SUBJECTS: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+/// Registers the crypto functions.
+pub fn register(m: &mut FuncMap) {
+    m.insert("htpasswd", htpasswd);
+    m.insert("bcrypt", bcrypt_fn);
+    m.insert("genPrivateKey", gen_private_key);
+    m.insert("genCA", gen_ca);
+    m.insert("genSelfSignedCert", gen_self_signed);
+    m.insert("genSignedCert", gen_signed);
+}
+
+fn err(e: impl std::fmt::Display) -> FuncError {
+    FuncError::Msg(e.to_string())
+}
+
+fn htpasswd(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    if a.len() != 2 {
+        return Err(err(format!(
+            "wrong number of args for htpasswd: want 2 got {}",
+            a.len()
+        )));
+    }
+    let user = strval(&a[0]);
+    if user.contains(':') {
+        return Ok(Value::from(format!("invalid username: {user}")));
+    }
+    let hash = bcrypt_2a(&strval(&a[1]))?;
+    Ok(Value::from(format!("{user}:{hash}")))
+}
+
+fn bcrypt_fn(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    if a.len() != 1 {
+        return Err(err(format!(
+            "wrong number of args for bcrypt: want 1 got {}",
+            a.len()
+        )));
+    }
+    Ok(Value::from(bcrypt_2a(&strval(&a[0]))?))
+}
+
+/// Go's `bcrypt.GenerateFromPassword(p, bcrypt.DefaultCost)`: `$2a$10$...`.
+fn bcrypt_2a(password: &str) -> Result<String, FuncError> {
+    let parts = bcrypt::hash_with_result(password, 10).map_err(err)?;
+    Ok(parts.format_for_version(bcrypt::Version::TwoA))
+}
+
+fn rsa_key() -> Result<KeyPair, FuncError> {
+    KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048).map_err(err)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+fn pem_decode(text: &str) -> Option<(String, Vec<u8>)> {
+    let start = text.find("-----BEGIN ")?;
+    let rest = &text[start + 11..];
+    let label_end = rest.find("-----")?;
+    let label = rest[..label_end].to_string();
+    let body_start = label_end + 5;
+    let end = rest.find("-----END ")?;
+    let b64: String = rest[body_start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    Some((label, der))
+}
+
+/// Reads one DER element header: (tag, header length, content length).
+fn der_header(d: &[u8]) -> Option<(u8, usize, usize)> {
+    let tag = *d.first()?;
+    let l0 = *d.get(1)? as usize;
+    if l0 < 0x80 {
+        return Some((tag, 2, l0));
+    }
+    let n = l0 & 0x7f;
+    let mut len = 0usize;
+    for i in 0..n {
+        len = (len << 8) | *d.get(2 + i)? as usize;
+    }
+    Some((tag, 2 + n, len))
+}
+
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo`.
+fn pkcs8_to_pkcs1(p8: &[u8]) -> Option<Vec<u8>> {
+    let (_, h, _) = der_header(p8)?;
+    let mut i = h;
+    // version INTEGER
+    let (_, vh, vl) = der_header(&p8[i..])?;
+    i += vh + vl;
+    // algorithm SEQUENCE
+    let (_, ah, al) = der_header(&p8[i..])?;
+    i += ah + al;
+    // privateKey OCTET STRING
+    let (tag, oh, ol) = der_header(&p8[i..])?;
+    if tag != 0x04 {
+        return None;
+    }
+    p8.get(i + oh..i + oh + ol).map(<[u8]>::to_vec)
+}
+
+fn der_len(n: usize) -> Vec<u8> {
+    if n < 0x80 {
+        vec![n as u8]
+    } else if n < 0x100 {
+        vec![0x81, n as u8]
+    } else {
+        vec![0x82, (n >> 8) as u8, n as u8]
+    }
+}
+
+/// Wraps a PKCS#1 RSA key into PKCS#8 (what rcgen reads).
+fn pkcs1_to_pkcs8(p1: &[u8]) -> Vec<u8> {
+    let version = [0x02, 0x01, 0x00];
+    // SEQUENCE { OID rsaEncryption, NULL }
+    let alg = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut octet = vec![0x04];
+    octet.extend(der_len(p1.len()));
+    octet.extend_from_slice(p1);
+    let body_len = version.len() + alg.len() + octet.len();
+    let mut out = vec![0x30];
+    out.extend(der_len(body_len));
+    out.extend_from_slice(&version);
+    out.extend_from_slice(&alg);
+    out.extend(octet);
+    out
+}
+
+fn key_pem_pkcs1(key: &KeyPair) -> Result<String, FuncError> {
+    let p1 =
+        pkcs8_to_pkcs1(&key.serialize_der()).ok_or_else(|| err("cannot encode the RSA key"))?;
+    Ok(pem("RSA PRIVATE KEY", &p1))
+}
+
+fn load_key(text: &str) -> Result<KeyPair, FuncError> {
+    let (label, der) = pem_decode(text).ok_or_else(|| err("error decoding PEM key"))?;
+    let p8 = if label == "RSA PRIVATE KEY" {
+        pkcs1_to_pkcs8(&der)
+    } else {
+        der
+    };
+    let p8_pem = pem("PRIVATE KEY", &p8);
+    KeyPair::from_pem(&p8_pem).map_err(err)
+}
+
+fn gen_private_key(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    let typ = a.first().map(strval).unwrap_or_default();
+    let key = match typ.as_str() {
+        "rsa" => rsa_key()?,
+        "ecdsa" => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)?,
+        "ed25519" => KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(err)?,
+        other => return Ok(Value::from(format!("Unknown type {other}"))),
+    };
+    if typ == "rsa" {
+        return Ok(Value::from(key_pem_pkcs1(&key)?));
+    }
+    Ok(Value::from(key.serialize_pem()))
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + Duration::from_secs(now);
+    params.not_after = epoch + Duration::from_secs(now + (days.max(0) as u64) * 86400);
+    let mut serial = rand_bytes(16);
+    serial[0] &= 0x7f;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+}
+
+fn cert_value(cert_pem: String, key_pem: String) -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("Cert".to_string(), Value::from(cert_pem));
+    m.insert("Key".to_string(), Value::from(key_pem));
+    Value::from(m)
+}
+
+fn names(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::List(l)) => l.iter().map(strval).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn leaf_params(
+    cn: &str,
+    ips: &[String],
+    dns: &[String],
+    days: i64,
+) -> Result<CertificateParams, FuncError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    validity(&mut params, days);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    for ip in ips {
+        let addr = ip
+            .parse()
+            .map_err(|_| err(format!("error parsing ip: {ip}")))?;
+        params.subject_alt_names.push(SanType::IpAddress(addr));
+    }
+    for d in dns {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(d.clone().try_into().map_err(err)?));
+    }
+    Ok(params)
+}
+
+fn gen_ca(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    if a.len() != 2 {
+        return Err(err(format!(
+            "wrong number of args for genCA: want 2 got {}",
+            a.len()
+        )));
+    }
+    let cn = strval(&a[0]);
+    let key = rsa_key()?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn.as_str());
+    params.distinguished_name = dn;
+    validity(&mut params, to_i64(&a[1]));
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.self_signed(&key).map_err(err)?;
+    let cert_pem = cert.pem();
+    CA_SUBJECTS.with(|c| c.borrow_mut().insert(cert_pem.clone(), cn));
+    Ok(cert_value(cert_pem, key_pem_pkcs1(&key)?))
+}
+
+fn gen_self_signed(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    if a.len() != 4 {
+        return Err(err(format!(
+            "wrong number of args for genSelfSignedCert: want 4 got {}",
+            a.len()
+        )));
+    }
+    let key = rsa_key()?;
+    let params = leaf_params(
+        &strval(&a[0]),
+        &names(a.get(1)),
+        &names(a.get(2)),
+        to_i64(&a[3]),
+    )?;
+    let cert = params.self_signed(&key).map_err(err)?;
+    Ok(cert_value(cert.pem(), key_pem_pkcs1(&key)?))
+}
+
+fn gen_signed(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    if a.len() != 5 {
+        return Err(err(format!(
+            "wrong number of args for genSignedCert: want 5 got {}",
+            a.len()
+        )));
+    }
+    let ca = &a[4];
+    let ca_cert = ca.get("Cert").map(|v| strval(&v)).unwrap_or_default();
+    let ca_key = ca.get("Key").map(|v| strval(&v)).unwrap_or_default();
+    let ca_cn = CA_SUBJECTS
+        .with(|c| c.borrow().get(&ca_cert).cloned())
+        .ok_or_else(|| err("error parsing CA certificate: only CAs made by genCA in the same render are supported"))?;
+    let ca_keypair = load_key(&ca_key)?;
+    let mut ca_params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, ca_cn.as_str());
+    ca_params.distinguished_name = dn;
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let issuer = Issuer::new(ca_params, ca_keypair);
+    let key = rsa_key()?;
+    let params = leaf_params(
+        &strval(&a[0]),
+        &names(a.get(1)),
+        &names(a.get(2)),
+        to_i64(&a[3]),
+    )?;
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
+    Ok(cert_value(cert.pem(), key_pem_pkcs1(&key)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkcs_round_trip() {
+        let key = rsa_key().expect("rsa key");
+        let p1 = key_pem_pkcs1(&key).expect("pkcs1");
+        assert!(p1.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        let back = load_key(&p1).expect("load");
+        assert_eq!(back.serialize_der(), key.serialize_der());
+    }
+
+    #[test]
+    fn bcrypt_is_2a() {
+        let h = bcrypt_2a("secret").expect("hash");
+        assert!(h.starts_with("$2a$10$"));
+        assert!(bcrypt::verify("secret", &h).unwrap_or(false));
+    }
+}
