@@ -308,3 +308,28 @@ async fn status_subresource_is_separate_from_the_main_resource() {
     );
     assert_eq!(out.metadata.generation, Some(1));
 }
+
+#[tokio::test]
+async fn field_validation_strict_rejects_and_warn_drops_unknown_fields() {
+    use kube::api::ValidationDirective;
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "v"}, "data": {"a": "1"}, "bogus": {"x": 1}});
+    let strict = PatchParams::apply("flux").validation(ValidationDirective::Strict);
+    let err = api_err(
+        api.patch("v", &strict, &Patch::Apply(&cfg))
+            .await
+            .expect_err("strict"),
+    );
+    assert_eq!(err.code, 400);
+    assert_eq!(
+        err.message,
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"bogus\""
+    );
+    let warn = PatchParams::apply("flux").validation(ValidationDirective::Warn);
+    let made = api
+        .patch("v", &warn, &Patch::Apply(&cfg))
+        .await
+        .expect("warn");
+    assert_eq!(made.data.expect("data")["a"], "1");
+}

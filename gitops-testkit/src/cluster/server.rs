@@ -965,22 +965,17 @@ fn admit(
     if !unknown.is_empty() {
         match opts.field_validation.as_str() {
             "Strict" => {
-                let msg = if rt.is_custom() {
-                    unknown
-                        .iter()
-                        .map(|f| format!(".{f}: field not declared in schema"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                } else {
-                    format!(
-                        "strict decoding error: {}",
-                        unknown
-                            .iter()
-                            .map(|f| format!("unknown field \"{f}\""))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                };
+                let fields: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                let msg = format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    rt.kind,
+                    rt.version,
+                    rt.kind,
+                    fields.join(", ")
+                );
                 return Err(ApiError::bad_request(msg));
             }
             "Warn" => {
