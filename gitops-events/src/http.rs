@@ -133,6 +133,23 @@ pub fn origin(url: &Url) -> String {
     s
 }
 
+/// A URL that may carry a secret (webhook paths, tokens in paths): `Debug` shows its origin
+/// only. Dereferences to the URL; deliberately not `Clone`, so `.clone()` yields the `Url`.
+pub struct RedactedUrl(pub Url);
+
+impl std::ops::Deref for RedactedUrl {
+    type Target = Url;
+    fn deref(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}/…\"", origin(&self.0))
+    }
+}
+
 /// How to build an HTTP client: timeout, proxy, custom CA.
 #[derive(Clone, Default)]
 pub struct HttpOptions {

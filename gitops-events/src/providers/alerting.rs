@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{HttpClient, ProviderConfig, basic_auth};
 use crate::event::{Event, PROGRESSING_REASON, Severity, reason_words, rfc3339_seconds};
-use crate::http::Secret;
+use crate::http::{RedactedUrl, Secret};
 use crate::notifier::{Notifier, NotifyError};
 
 /// `kind/name` lower-cased, as Flux names an object in summaries.
@@ -42,7 +42,7 @@ fn join(base: &url::Url, path: &str) -> url::Url {
 #[derive(Debug)]
 pub struct PagerDuty {
     http: HttpClient,
-    base: url::Url,
+    base: RedactedUrl,
     routing_key: Secret,
 }
 
@@ -62,7 +62,7 @@ impl PagerDuty {
         };
         Ok(PagerDuty {
             http: config.client()?,
-            base: origin_url(&url)?,
+            base: RedactedUrl(origin_url(&url)?),
             routing_key,
         })
     }
@@ -130,7 +130,7 @@ impl Notifier for PagerDuty {
 #[derive(Debug)]
 pub struct Opsgenie {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     api_key: Secret,
 }
 
@@ -139,7 +139,7 @@ impl Opsgenie {
     pub fn new(config: &ProviderConfig) -> Result<Self, NotifyError> {
         Ok(Opsgenie {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             api_key: config.require_token()?.clone(),
         })
     }
@@ -193,7 +193,7 @@ fn title_case(s: &str) -> String {
 #[derive(Debug)]
 pub struct Alertmanager {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     token: Option<Secret>,
     basic: Option<(String, Secret)>,
 }
@@ -207,7 +207,7 @@ impl Alertmanager {
         };
         Ok(Alertmanager {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             token: config.token.clone().filter(|t| !t.is_empty()),
             basic,
         })
@@ -259,7 +259,7 @@ impl Notifier for Alertmanager {
 #[derive(Debug)]
 pub struct Grafana {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     token: Option<Secret>,
     basic: Option<(String, Secret)>,
 }
@@ -273,7 +273,7 @@ impl Grafana {
         };
         Ok(Grafana {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             token: config.token.clone().filter(|t| !t.is_empty()),
             basic,
         })
@@ -312,7 +312,7 @@ impl Notifier for Grafana {
 #[derive(Debug)]
 pub struct Datadog {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     api_key: Secret,
 }
 
@@ -322,7 +322,7 @@ impl Datadog {
         let base = origin_url(&config.parse_address()?)?;
         Ok(Datadog {
             http: config.client()?,
-            url: join(&base, "/api/v1/events"),
+            url: RedactedUrl(join(&base, "/api/v1/events")),
             api_key: config.require_token()?.clone(),
         })
     }
@@ -367,8 +367,8 @@ impl Notifier for Datadog {
 #[derive(Debug)]
 pub struct Sentry {
     http: HttpClient,
-    url: url::Url,
-    dsn_public: String,
+    url: RedactedUrl,
+    dsn_public: Secret,
     public_key: Secret,
     environment: String,
 }
@@ -406,8 +406,8 @@ impl Sentry {
         let _ = dsn_public.set_password(None);
         Ok(Sentry {
             http: config.client()?,
-            url: base,
-            dsn_public: dsn_public.to_string(),
+            url: RedactedUrl(base),
+            dsn_public: Secret::new(dsn_public.to_string()),
             public_key: Secret::new(key),
             environment: config.channel().to_string(),
         })
@@ -481,7 +481,7 @@ impl Notifier for Sentry {
             provider: "sentry".into(),
             source,
         })?;
-        let header = json!({"event_id": event_id, "dsn": self.dsn_public});
+        let header = json!({"event_id": event_id, "dsn": self.dsn_public.expose()});
         let item = json!({"type": item_type, "length": payload.len()});
         let body = format!("{header}\n{item}\n{payload}\n");
         let req = crate::http::Request {

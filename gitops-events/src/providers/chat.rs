@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 
 use super::{HttpClient, ProviderConfig};
 use crate::event::{Event, META_COMMIT_STATUS_KEY, Severity};
-use crate::http::Secret;
+use crate::http::{RedactedUrl, Secret};
 use crate::notifier::{Notifier, NotifyError};
 
 /// The Slack-format payload Slack, Discord and Rocket.Chat share.
@@ -38,7 +38,7 @@ fn slack_payload(channel: &str, username: &str, color: &str, event: &Event) -> V
 #[derive(Debug)]
 pub struct Slack {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     channel: String,
     username: String,
     token: Option<Secret>,
@@ -49,7 +49,7 @@ impl Slack {
     pub fn new(config: &ProviderConfig) -> Result<Self, NotifyError> {
         Ok(Slack {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             channel: config.channel().to_string(),
             username: config.username().to_string(),
             token: config.token.clone().filter(|t| !t.is_empty()),
@@ -103,7 +103,7 @@ impl Notifier for Slack {
 #[derive(Debug)]
 pub struct Discord {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     username: String,
 }
 
@@ -117,7 +117,7 @@ impl Discord {
         }
         Ok(Discord {
             http: config.client()?,
-            url,
+            url: RedactedUrl(url),
             username: config.username().to_string(),
         })
     }
@@ -145,7 +145,7 @@ impl Notifier for Discord {
 #[derive(Debug)]
 pub struct Rocket {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     channel: String,
     username: String,
 }
@@ -155,7 +155,7 @@ impl Rocket {
     pub fn new(config: &ProviderConfig) -> Result<Self, NotifyError> {
         Ok(Rocket {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             channel: config.channel().to_string(),
             username: config.username().to_string(),
         })
@@ -180,7 +180,7 @@ impl Notifier for Rocket {
 #[derive(Debug)]
 pub struct MsTeams {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     legacy_connector: bool,
 }
 
@@ -193,7 +193,7 @@ impl MsTeams {
             .is_some_and(|h| h.ends_with(".webhook.office.com"));
         Ok(MsTeams {
             http: config.client()?,
-            url,
+            url: RedactedUrl(url),
             legacy_connector,
         })
     }
@@ -277,7 +277,7 @@ impl Notifier for MsTeams {
 #[derive(Debug)]
 pub struct GoogleChat {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
 }
 
 impl GoogleChat {
@@ -285,7 +285,7 @@ impl GoogleChat {
     pub fn new(config: &ProviderConfig) -> Result<Self, NotifyError> {
         Ok(GoogleChat {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
         })
     }
 }
@@ -346,7 +346,7 @@ fn telegram_escape(s: &str) -> String {
 #[derive(Debug)]
 pub struct Telegram {
     http: HttpClient,
-    base: url::Url,
+    base: RedactedUrl,
     chat_id: String,
     token: Secret,
 }
@@ -369,7 +369,7 @@ impl Telegram {
         }
         Ok(Telegram {
             http: config.client()?,
-            base: super::parse_http_url("telegram", base)?,
+            base: RedactedUrl(super::parse_http_url("telegram", base)?),
             chat_id,
             token: config.require_token()?.clone(),
         })
@@ -414,7 +414,7 @@ impl Notifier for Telegram {
 #[derive(Debug)]
 pub struct Matrix {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     room_id: String,
     token: Secret,
 }
@@ -431,7 +431,7 @@ impl Matrix {
         }
         Ok(Matrix {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             room_id,
             token: config.require_token()?.clone(),
         })
@@ -491,7 +491,7 @@ impl Notifier for Matrix {
 #[derive(Debug)]
 pub struct Webex {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     room_id: String,
     token: Secret,
 }
@@ -501,7 +501,7 @@ impl Webex {
     pub fn new(config: &ProviderConfig) -> Result<Self, NotifyError> {
         Ok(Webex {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             room_id: config.channel().to_string(),
             token: config.require_token()?.clone(),
         })

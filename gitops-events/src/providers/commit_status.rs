@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 
 use super::{HttpClient, ProviderConfig, basic_auth};
 use crate::event::{Event, PROGRESSING_REASON, Severity, reason_words};
-use crate::http::{Request, Secret};
+use crate::http::{RedactedUrl, Request, Secret};
 use crate::notifier::{Notifier, NotifyError};
 
 /// The commit-status key Flux builds: `<kind>/<name>/<first segment of the Provider UID>`,
@@ -179,7 +179,7 @@ fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
 #[derive(Debug)]
 pub struct GitHub {
     http: HttpClient,
-    api: url::Url,
+    api: RedactedUrl,
     owner: String,
     repo: String,
     token: Secret,
@@ -201,7 +201,7 @@ impl GitHub {
         };
         Ok(GitHub {
             http: config.client()?,
-            api: super::parse_http_url("github", &api)?,
+            api: RedactedUrl(super::parse_http_url("github", &api)?),
             owner,
             repo,
             token: config.require_token()?.clone(),
@@ -274,7 +274,7 @@ impl Notifier for GitHub {
 #[derive(Debug)]
 pub struct GitLab {
     http: HttpClient,
-    api: url::Url,
+    api: RedactedUrl,
     project: String,
     token: Secret,
     uid: String,
@@ -291,7 +291,7 @@ impl GitLab {
         };
         Ok(GitLab {
             http: config.client()?,
-            api: super::parse_http_url("gitlab", &api)?,
+            api: RedactedUrl(super::parse_http_url("gitlab", &api)?),
             project: target.id,
             token: config.require_token()?.clone(),
             uid: config.uid.clone(),
@@ -356,7 +356,7 @@ impl Notifier for GitLab {
 #[derive(Debug)]
 pub struct Gitea {
     http: HttpClient,
-    api: url::Url,
+    api: RedactedUrl,
     owner: String,
     repo: String,
     token: Secret,
@@ -375,7 +375,7 @@ impl Gitea {
         };
         Ok(Gitea {
             http: config.client()?,
-            api: super::parse_http_url("gitea", &api)?,
+            api: RedactedUrl(super::parse_http_url("gitea", &api)?),
             owner,
             repo,
             token: config.require_token()?.clone(),
@@ -443,7 +443,7 @@ impl Notifier for Gitea {
 #[derive(Debug)]
 pub struct Bitbucket {
     http: HttpClient,
-    api: url::Url,
+    api: RedactedUrl,
     owner: String,
     repo: String,
     user: String,
@@ -471,7 +471,7 @@ impl Bitbucket {
             .unwrap_or_else(|| "https://api.bitbucket.org".to_string());
         Ok(Bitbucket {
             http: config.client()?,
-            api: super::parse_http_url("bitbucket", &api)?,
+            api: RedactedUrl(super::parse_http_url("bitbucket", &api)?),
             owner,
             repo,
             user: user.to_string(),
@@ -550,9 +550,9 @@ impl Notifier for Bitbucket {
 #[derive(Debug)]
 pub struct BitbucketServer {
     http: HttpClient,
-    commits: url::Url,
+    commits: RedactedUrl,
     address: String,
-    auth: String,
+    auth: Secret,
     uid: String,
     key: Option<String>,
 }
@@ -604,16 +604,16 @@ impl BitbucketServer {
         };
         Ok(BitbucketServer {
             http: config.client()?,
-            commits,
+            commits: RedactedUrl(commits),
             address: config.address.clone(),
-            auth,
+            auth: Secret::new(auth),
             uid: config.uid.clone(),
             key: config.commit_status.clone(),
         })
     }
 
     fn request(&self, req: Request) -> Request {
-        req.header("Authorization", self.auth.clone())
+        req.header("Authorization", self.auth.expose().to_string())
             .header("x-atlassian-token", "no-check")
             .header("x-requested-with", "XMLHttpRequest")
     }
@@ -675,8 +675,8 @@ impl Notifier for BitbucketServer {
 #[derive(Debug)]
 pub struct AzureDevOps {
     http: HttpClient,
-    api: url::Url,
-    auth: String,
+    api: RedactedUrl,
+    auth: Secret,
     uid: String,
     key: Option<String>,
 }
@@ -719,8 +719,8 @@ impl AzureDevOps {
         let token = config.require_token()?;
         Ok(AzureDevOps {
             http: config.client()?,
-            api,
-            auth: basic_auth("", token.expose()),
+            api: RedactedUrl(api),
+            auth: Secret::new(basic_auth("", token.expose())),
             uid: config.uid.clone(),
             key: config.commit_status.clone(),
         })
@@ -743,7 +743,9 @@ impl Notifier for AzureDevOps {
             .append_pair("api-version", AZURE_API_VERSION);
         let existing = self
             .http
-            .send(&Request::get(url.clone()).header("Authorization", self.auth.clone()))
+            .send(
+                &Request::get(url.clone()).header("Authorization", self.auth.expose().to_string()),
+            )
             .await?;
         let statuses = parse_json("azuredevops", &existing.body)?;
         let list = statuses
@@ -767,7 +769,7 @@ impl Notifier for AzureDevOps {
         let req = self
             .http
             .json(Method::POST, url, &body)?
-            .header("Authorization", self.auth.clone());
+            .header("Authorization", self.auth.expose().to_string());
         self.http.send(&req).await.map(|_| ())
     }
 }

@@ -446,6 +446,63 @@ mod tests {
         assert!(s.contains("https://hooks.slack.com"));
     }
 
+    fn debug_of(c: &ProviderConfig) -> String {
+        match c.provider_type {
+            ProviderType::Generic | ProviderType::GenericHmac => {
+                format!("{:?}", Generic::new(c).unwrap())
+            }
+            ProviderType::Slack => format!("{:?}", Slack::new(c).unwrap()),
+            ProviderType::MsTeams => format!("{:?}", MsTeams::new(c).unwrap()),
+            ProviderType::Discord => format!("{:?}", Discord::new(c).unwrap()),
+            ProviderType::Rocket => format!("{:?}", Rocket::new(c).unwrap()),
+            ProviderType::GoogleChat => format!("{:?}", GoogleChat::new(c).unwrap()),
+            ProviderType::Telegram => format!("{:?}", Telegram::new(c).unwrap()),
+            ProviderType::Matrix => format!("{:?}", Matrix::new(c).unwrap()),
+            ProviderType::Webex => format!("{:?}", Webex::new(c).unwrap()),
+            ProviderType::PagerDuty => format!("{:?}", PagerDuty::new(c).unwrap()),
+            ProviderType::Opsgenie => format!("{:?}", Opsgenie::new(c).unwrap()),
+            ProviderType::Alertmanager => format!("{:?}", Alertmanager::new(c).unwrap()),
+            ProviderType::Grafana => format!("{:?}", Grafana::new(c).unwrap()),
+            ProviderType::Datadog => format!("{:?}", Datadog::new(c).unwrap()),
+            ProviderType::Sentry => format!("{:?}", Sentry::new(c).unwrap()),
+            ProviderType::GitHub => format!("{:?}", GitHub::new(c).unwrap()),
+            ProviderType::GitLab => format!("{:?}", GitLab::new(c).unwrap()),
+            ProviderType::Gitea => format!("{:?}", Gitea::new(c).unwrap()),
+            ProviderType::Bitbucket => format!("{:?}", Bitbucket::new(c).unwrap()),
+            ProviderType::BitbucketServer => format!("{:?}", BitbucketServer::new(c).unwrap()),
+            ProviderType::AzureDevOps => format!("{:?}", AzureDevOps::new(c).unwrap()),
+        }
+    }
+
+    #[test]
+    fn no_provider_debug_shows_a_secret() {
+        for t in ProviderType::ALL {
+            let address = match t {
+                ProviderType::Sentry => "https://SECRETKEY@sentry.example.com/42",
+                ProviderType::BitbucketServer => "https://bb.example.com/scm/SECRETPATH/repo.git",
+                ProviderType::AzureDevOps => "https://dev.azure.com/org/SECRETPATH/_git/repo",
+                ProviderType::GitHub
+                | ProviderType::GitLab
+                | ProviderType::Gitea
+                | ProviderType::Bitbucket => "https://git.example.com/SECRETPATH/repo",
+                _ => "https://hooks.example.com/services/SECRETPATH",
+            };
+            let c = ProviderConfig::new(t, address)
+                .with_token("user:SECRETTOKEN")
+                .with_channel("c")
+                .with_username("u")
+                .with_password("SECRETPASSWORD")
+                .with_header("X-Key", "SECRETHEADER");
+            let d = debug_of(&c);
+            for secret in ["SECRETTOKEN", "SECRETPASSWORD", "SECRETHEADER", "SECRETKEY"] {
+                assert!(!d.contains(secret), "{t}: {secret} in {d}");
+            }
+            if !t.is_commit_status() {
+                assert!(!d.contains("SECRETPATH"), "{t}: webhook path in {d}");
+            }
+        }
+    }
+
     #[test]
     fn addresses_are_validated() {
         let bad = ProviderConfig::new(ProviderType::Slack, "not a url");

@@ -9,7 +9,7 @@ use reqwest::Method;
 
 use super::{HttpClient, ProviderConfig, ProviderType};
 use crate::event::Event;
-use crate::http::Secret;
+use crate::http::{RedactedUrl, Secret};
 use crate::notifier::{Notifier, NotifyError};
 
 /// The header Flux's generic forwarder names the reporting controller in.
@@ -100,7 +100,7 @@ impl FromStr for HmacAlgorithm {
 #[derive(Debug)]
 pub struct Generic {
     http: HttpClient,
-    url: url::Url,
+    url: RedactedUrl,
     headers: BTreeMap<String, Secret>,
     hmac: Option<(HmacAlgorithm, Secret)>,
 }
@@ -115,7 +115,7 @@ impl Generic {
         };
         Ok(Generic {
             http: config.client()?,
-            url: config.parse_address()?,
+            url: RedactedUrl(config.parse_address()?),
             headers: config.headers.clone(),
             hmac,
         })
