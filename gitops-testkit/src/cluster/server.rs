@@ -1958,16 +1958,12 @@ fn list(st: &State, ctx: &Ctx, t: &Target) -> Result<Out, ApiError> {
             ));
         }
         list_rv = tok.rv;
-        let start = tok.start;
-        items.retain(|o| {
-            let (ns, name) = obj_key(o);
-            let k = if ns.is_empty() {
-                name
-            } else {
-                format!("{ns}/{name}")
-            };
-            k.as_str() >= start.as_str()
-        });
+        // Keys order as (namespace, name), as the store does.
+        let start = match tok.start.split_once('/') {
+            Some((ns, name)) => (ns.to_string(), name.to_string()),
+            None => (String::new(), tok.start.clone()),
+        };
+        items.retain(|o| obj_key(o) >= start);
     }
     let limit: usize = ctx.q("limit").parse().unwrap_or(0);
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
@@ -2489,7 +2485,17 @@ fn to_table(rt: &ResourceType, body: &Value, is_list: bool) -> Value {
         }));
     }
     let _ = custom;
-    if !has_age_col {
+    let created_at = matches!(
+        (rt.group.as_str(), rt.kind.as_str()),
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+    );
+    if created_at {
+        cols.push(json!({"name": "Created At", "type": "date", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0}));
+        extractors.push(Box::new(|o: &Value| {
+            o["metadata"]["creationTimestamp"].clone()
+        }));
+    } else if !has_age_col {
         cols.push(json!({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0}));
         extractors.push(Box::new(|o: &Value| {
             json!(age(o["metadata"]["creationTimestamp"]
