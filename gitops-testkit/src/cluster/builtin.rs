@@ -780,6 +780,31 @@ fn immutable_data(kind: &str, old: &Value, obj: &Value, causes: &mut Vec<Cause>)
     }
 }
 
+fn config_keys(obj: &Value, fields: &[&str], causes: &mut Vec<Cause>) {
+    for field in fields {
+        for k in obj[*field]
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let ok = !k.is_empty()
+                && k.len() <= 253
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && k != "."
+                && k != ".."
+                && !k.starts_with("..");
+            if !ok {
+                causes.push(status::invalid_value(
+                    &format!("{field}[{k}]"),
+                    &json!(k),
+                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                ));
+            }
+        }
+    }
+}
+
 /// Validates a built-in object (required fields, immutable fields on update).
 pub fn validate(rt: &ResourceType, old: Option<&Value>, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -890,11 +915,13 @@ pub fn validate(rt: &ResourceType, old: Option<&Value>, obj: &Value) -> Vec<Caus
             }
         }
         ("", "ConfigMap") => {
+            config_keys(obj, &["data", "binaryData"], &mut causes);
             if let Some(o) = old {
                 immutable_data("ConfigMap", o, obj, &mut causes);
             }
         }
         ("", "Secret") => {
+            config_keys(obj, &["data"], &mut causes);
             if let Some(o) = old {
                 immutable_data("Secret", o, obj, &mut causes);
                 if o["type"] != obj["type"] {

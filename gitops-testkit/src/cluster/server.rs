@@ -1741,6 +1741,17 @@ fn delete(inner: &Inner, st: &mut State, ctx: &Ctx, t: &Target) -> Result<Out, A
             ),
         ));
     }
+    if t.rt.group.is_empty()
+        && t.rt.kind == "Namespace"
+        && matches!(t.name.as_str(), "default" | "kube-system" | "kube-public")
+    {
+        return Err(ApiError::forbidden(
+            "",
+            "namespaces",
+            &t.name,
+            "this namespace may not be deleted",
+        ));
+    }
     let (code, out) = delete_object(inner, st, &t.rt, &obj, &policy, dry)?;
     let body = match (&out, returns_object(&t.rt) || code == 202) {
         (Some(o), true) => present(&t.rt, o),
