@@ -232,10 +232,22 @@ async fn telegram_send_message() {
     assert_eq!(body["parse_mode"], "MarkdownV2");
     let text = body["text"].as_str().unwrap();
     assert!(
-        text.starts_with("*💫 kustomization/apps\\.flux\\-system*\n"),
+        text.starts_with(
+            "*💫 kustomization/apps/flux\\-system*\nDeployment/default/podinfo configured\n"
+        ),
         "{text}"
     );
     assert!(text.contains("\\- *summary*: prod cluster\n"), "{text}");
+    assert!(body.get("message_thread_id").is_none());
+    let topic = ProviderConfig::new(ProviderType::Telegram, server.url(""))
+        .with_channel("-100123:42")
+        .with_token("123:bot-token");
+    send(topic, &alert_event(Severity::Info)).await.unwrap();
+    let body = server.requests()[1].json();
+    assert_eq!(
+        (body["chat_id"].as_str(), body["message_thread_id"].as_str()),
+        (Some("-100123"), Some("42"))
+    );
 }
 
 #[tokio::test]

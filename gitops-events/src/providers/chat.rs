@@ -340,7 +340,8 @@ fn telegram_escape(s: &str) -> String {
     out
 }
 
-/// `telegram`: the Bot API's `sendMessage` to the chat in `channel`, MarkdownV2 formatted.
+/// `telegram`: the Bot API's `sendMessage` to the chat in `channel` (`<chat>:<thread>` for a
+/// forum topic), MarkdownV2 formatted.
 /// The token is the bot token; the API base is `https://api.telegram.org` unless
 /// `api_base` (or an `address` other than Telegram's) says otherwise.
 #[derive(Debug)]
@@ -383,10 +384,16 @@ impl Notifier for Telegram {
             Severity::Error => "🚨",
             Severity::Info => "💫",
         };
+        let o = &event.involved_object;
+        let heading = format!(
+            "{emoji} {}/{}/{}",
+            o.kind.to_lowercase(),
+            o.name,
+            o.namespace
+        );
         let mut text = format!(
-            "*{} {}*\n{}\n",
-            emoji,
-            telegram_escape(&event.object_title()),
+            "*{}*\n{}\n",
+            telegram_escape(&heading),
             telegram_escape(&event.message)
         );
         for (k, v) in &event.metadata {
@@ -403,7 +410,16 @@ impl Notifier for Telegram {
             self.token.expose()
         );
         url.set_path(&path);
-        let payload = json!({"chat_id": self.chat_id, "text": text, "parse_mode": "MarkdownV2"});
+        // `<chat id>:<thread id>` posts into a forum topic.
+        let payload = match self.chat_id.split_once(':') {
+            Some((chat, thread)) => json!({
+                "chat_id": chat,
+                "message_thread_id": thread,
+                "text": text,
+                "parse_mode": "MarkdownV2",
+            }),
+            None => json!({"chat_id": self.chat_id, "text": text, "parse_mode": "MarkdownV2"}),
+        };
         let req = self.http.json(Method::POST, url, &payload)?;
         self.http.send(&req).await.map(|_| ())
     }
