@@ -587,3 +587,31 @@ async fn tls_kubeconfig_carries_the_generated_ca() {
         .collect();
     assert!(names.contains(&"default".to_string()));
 }
+
+#[tokio::test]
+async fn dropping_the_cluster_stops_the_server_and_its_watches() {
+    let (c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(60), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    drop(c);
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(ev) = stream.next().await {
+            if ev.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the watch stream ends when the cluster is dropped"
+    );
+    assert!(
+        api.list(&ListParams::default()).await.is_err(),
+        "no server answers any more"
+    );
+}
