@@ -1,0 +1,1186 @@
+//! Flux's `Kustomization` (`kustomize.toolkit.fluxcd.io/v1`) and its controller: fetch the
+//! source's artifact by URL and digest, build it with the Kustomize engine of
+//! `gitops-render`, substitute variables, apply with `gitops-apply`, prune what left the set,
+//! wait for health, and record the inventory in the status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use gitops_apply::{
+    ApplyOptions, Inventory, InventoryEntry, Owner, PruneOptions, ReconcileOptions, ResourceManager,
+};
+use gitops_events::Severity;
+use gitops_render::kustomize::{BuildOptions, KustomizeRenderer, LoadRestrictor};
+use gitops_render::{DynamicObject, RenderInput, Renderer as _};
+use gitops_source::{Digest, FetchLimits, fetch_artifact};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, CustomResource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::events::EventRecorder;
+use crate::meta::{self, Condition};
+use crate::source::GitRepository;
+
+/// The owner label group of objects a Kustomization applies.
+pub const OWNER_GROUP: &str = "kustomize.toolkit.fluxcd.io";
+/// The field manager of kustomize-controller.
+pub const FIELD_MANAGER: &str = "kustomize-controller";
+/// The label or annotation that turns post-build substitution off for one object.
+pub const SUBSTITUTE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/substitute";
+
+/// `Kustomization.spec`.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kustomize.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "Kustomization",
+    plural = "kustomizations",
+    shortname = "ks",
+    namespaced,
+    status = "KustomizationStatus",
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizationSpec {
+    /// Kustomizations that must be Ready before this one is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<meta::NamespacedObjectReference>>,
+    /// How often to reconcile.
+    #[schemars(schema_with = "meta::duration_schema")]
+    pub interval: String,
+    /// How soon to retry a failed reconcile (default: `interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "meta::duration_schema")]
+    pub retry_interval: Option<String>,
+    /// A kubeconfig Secret for a remote cluster (not supported by this controller yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_config: Option<KubeConfigReference>,
+    /// The directory inside the artifact (default: the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Variables to substitute after the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_build: Option<PostBuild>,
+    /// Delete objects that left the set.
+    pub prune: bool,
+    /// Objects whose health gates Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_checks: Option<Vec<HealthCheckReference>>,
+    /// A name prefix for every object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// A name suffix for every object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+    /// Kustomize patches (strategic merge or JSON 6902), optionally targeted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patches: Option<Vec<KustomizePatch>>,
+    /// Image overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<KustomizeImage>>,
+    /// Kustomize components to include.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<String>>,
+    /// The service account to impersonate (not supported by this controller yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// The source of the artifact.
+    pub source_ref: CrossNamespaceSourceReference,
+    /// Stop reconciling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    /// The namespace every namespaced object is put in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// The limit of apply, health checks and prune (default: `interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "meta::duration_schema")]
+    pub timeout: Option<String>,
+    /// Recreate objects whose change hits an immutable field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+    /// Wait for every applied object to be ready (replaces `healthChecks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+}
+
+/// `spec.patches[]`: a strategic merge or JSON 6902 patch, optionally targeted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KustomizePatch {
+    /// The patch document (YAML or JSON).
+    pub patch: String,
+    /// Which objects it applies to (default: the objects its own metadata names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<PatchSelector>,
+}
+
+/// `spec.patches[].target`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchSelector {
+    /// API group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Name (a regex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Namespace (a regex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A label selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<String>,
+    /// An annotation selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation_selector: Option<String>,
+}
+
+/// `spec.images[]`: kustomize's image override.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeImage {
+    /// The image name to match.
+    pub name: String,
+    /// A new name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    /// A new tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tag: Option<String>,
+    /// A digest, replacing the tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// `spec.kubeConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeConfigReference {
+    /// The Secret holding the kubeconfig (`value` or `value.yaml`).
+    pub secret_ref: meta::SecretKeyReference,
+}
+
+/// `spec.sourceRef`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossNamespaceSourceReference {
+    /// The source's API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `GitRepository` (`OCIRepository` and `Bucket` are not served by these controllers yet).
+    pub kind: String,
+    /// The source's name.
+    pub name: String,
+    /// The source's namespace (default: the Kustomization's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// `spec.healthChecks[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckReference {
+    /// The object's API version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The object's kind.
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// The object's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// `spec.postBuild`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostBuild {
+    /// Variables, winning over `substituteFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substitute: Option<BTreeMap<String, String>>,
+    /// ConfigMaps and Secrets whose data are variables, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substitute_from: Option<Vec<SubstituteReference>>,
+}
+
+/// `spec.postBuild.substituteFrom[]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SubstituteReference {
+    /// `ConfigMap` or `Secret`.
+    pub kind: String,
+    /// The object's name (in the Kustomization's namespace).
+    pub name: String,
+    /// Skip the reference when the object does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// `status.inventory`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceInventory {
+    /// One entry per applied object.
+    pub entries: Vec<ResourceRef>,
+}
+
+/// `status.inventory.entries[]`: Flux's id (`<ns>_<name>_<group>_<kind>`) and version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceRef {
+    /// `<namespace>_<name>_<group>_<kind>`.
+    pub id: String,
+    /// The API version (`v1`).
+    pub v: String,
+}
+
+/// `Kustomization.status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizationStatus {
+    /// The last generation reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Stalled, Healthy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The revision last applied successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// The revision last attempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// The last `reconcile.fluxcd.io/requestedAt` value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+    /// The objects applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<ResourceInventory>,
+}
+
+/// Why a Kustomization reconcile failed at the API level (failures of the pipeline are
+/// written to the status instead).
+#[derive(Debug, thiserror::Error)]
+pub enum KustomizationError {
+    /// A Kubernetes API request failed.
+    #[error("{what} of Kustomization {namespace}/{name}: {source}")]
+    Kube {
+        /// What was being done.
+        what: &'static str,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What the Kustomization controller needs.
+pub struct KustomizationContext {
+    /// The cluster.
+    pub client: Client,
+    /// Where events go.
+    pub events: EventRecorder,
+    /// How long to wait before checking a dependency again (Flux's `--requeue-dependency`).
+    pub requeue_dependency: Duration,
+    /// Limits of artifact downloads.
+    pub fetch_limits: FetchLimits,
+    managers: Mutex<HashMap<(String, String), Arc<ResourceManager>>>,
+}
+
+impl KustomizationContext {
+    /// A context with Flux's defaults (dependencies checked again after 30 s).
+    pub fn new(client: Client, events: EventRecorder) -> Self {
+        Self {
+            client,
+            events,
+            requeue_dependency: Duration::from_secs(30),
+            fetch_limits: FetchLimits::default(),
+            managers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn manager(&self, namespace: &str, name: &str) -> Arc<ResourceManager> {
+        let mut managers = self.managers.lock().unwrap_or_else(|e| e.into_inner());
+        managers
+            .entry((namespace.to_string(), name.to_string()))
+            .or_insert_with(|| {
+                Arc::new(ResourceManager::new(
+                    self.client.clone(),
+                    Owner::new(FIELD_MANAGER, OWNER_GROUP, name, namespace),
+                ))
+            })
+            .clone()
+    }
+}
+
+const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
+
+/// Runs the Kustomization controller; a change of a GitRepository's artifact triggers the
+/// Kustomizations that use it.
+pub async fn run(
+    ctx: Arc<KustomizationContext>,
+    api: Api<Kustomization>,
+    sources: Api<GitRepository>,
+    config: watcher::Config,
+    concurrency: u16,
+) {
+    let controller = Controller::new(api, config.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let store = controller.store();
+    controller
+        .watches(
+            sources,
+            watcher::Config::default(),
+            move |repo: GitRepository| {
+                let namespace = repo.namespace().unwrap_or_default();
+                let name = repo.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|k| {
+                        let src = &k.spec.source_ref;
+                        src.kind == "GitRepository"
+                            && src.name == name
+                            && src
+                                .namespace
+                                .clone()
+                                .or_else(|| k.namespace())
+                                .is_some_and(|ns| ns == namespace)
+                    })
+                    .map(|k| ObjectRef::from_obj(&*k))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "Kustomization reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(
+    _: Arc<Kustomization>,
+    _: &KustomizationError,
+    _: Arc<KustomizationContext>,
+) -> Action {
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Why the pipeline failed, as written to `Ready=False`.
+struct Failure {
+    reason: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+async fn patch_status(
+    api: &Api<Kustomization>,
+    ks: &Kustomization,
+    status: &KustomizationStatus,
+) -> Result<(), KustomizationError> {
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &ks.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| KustomizationError::Kube {
+        what: "writing the status",
+        namespace: ks.namespace().unwrap_or_default(),
+        name: ks.name_any(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// One reconcile of a Kustomization.
+pub async fn reconcile(
+    ks: Arc<Kustomization>,
+    ctx: Arc<KustomizationContext>,
+) -> Result<Action, KustomizationError> {
+    if ks.metadata.deletion_timestamp.is_some() || ks.spec.suspend == Some(true) {
+        return Ok(Action::await_change());
+    }
+    let namespace = ks.namespace().unwrap_or_default();
+    let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &namespace);
+    let generation = ks.metadata.generation;
+    let interval = meta::parse_duration(&ks.spec.interval).unwrap_or(Duration::from_secs(600));
+    let retry = ks
+        .spec
+        .retry_interval
+        .as_deref()
+        .and_then(|t| meta::parse_duration(t).ok())
+        .unwrap_or(interval);
+    let mut status = ks.status.clone().unwrap_or_default();
+    if let Some(requested) = ks.annotations().get(meta::RECONCILE_REQUEST_ANNOTATION) {
+        status.last_handled_reconcile_at = Some(requested.clone());
+    }
+
+    // Dependencies first: nothing is fetched while one is not Ready.
+    if let Some(not_ready) = first_unready_dependency(&ctx.client, &ks).await {
+        let message = format!("dependency '{not_ready}' is not ready");
+        meta::set_condition(
+            &mut status.conditions,
+            meta::READY,
+            false,
+            "DependencyNotReady",
+            &message,
+            generation,
+        );
+        patch_status(&api, &ks, &status).await?;
+        return Ok(Action::requeue(ctx.requeue_dependency));
+    }
+
+    let started = Instant::now();
+    let outcome = run_pipeline(&ks, &ctx, &mut status).await;
+    status.observed_generation = generation;
+    let action = match outcome {
+        Ok((revision, change_log, checked)) => {
+            let message = format!("Applied revision: {revision}");
+            meta::set_condition(
+                &mut status.conditions,
+                meta::READY,
+                true,
+                RECONCILIATION_SUCCEEDED,
+                &message,
+                generation,
+            );
+            if checked {
+                let health = format!("Health check passed in {:.1?}", started.elapsed());
+                meta::set_condition(
+                    &mut status.conditions,
+                    meta::HEALTHY,
+                    true,
+                    "Succeeded",
+                    &health,
+                    generation,
+                );
+            }
+            meta::remove_condition(&mut status.conditions, meta::RECONCILING);
+            meta::remove_condition(&mut status.conditions, meta::STALLED);
+            status.last_applied_revision = Some(revision.clone());
+            patch_status(&api, &ks, &status).await?;
+            if !change_log.is_empty() {
+                ctx.events.record(
+                    &*ks,
+                    Severity::Info,
+                    RECONCILIATION_SUCCEEDED,
+                    change_log.trim_end(),
+                    Some(&revision),
+                );
+            }
+            Action::requeue(interval)
+        }
+        Err(failure) => {
+            meta::set_condition(
+                &mut status.conditions,
+                meta::READY,
+                false,
+                failure.reason,
+                &failure.message,
+                generation,
+            );
+            if failure.reason == "HealthCheckFailed" {
+                meta::set_condition(
+                    &mut status.conditions,
+                    meta::HEALTHY,
+                    false,
+                    "HealthCheckFailed",
+                    &failure.message,
+                    generation,
+                );
+            }
+            patch_status(&api, &ks, &status).await?;
+            ctx.events.record(
+                &*ks,
+                Severity::Error,
+                failure.reason,
+                &failure.message,
+                status.last_attempted_revision.as_deref(),
+            );
+            Action::requeue(retry)
+        }
+    };
+    Ok(action)
+}
+
+/// The first dependency that is not Ready for its current generation, as `namespace/name`.
+async fn first_unready_dependency(client: &Client, ks: &Kustomization) -> Option<String> {
+    let own_ns = ks.namespace().unwrap_or_default();
+    for dep in ks.spec.depends_on.iter().flatten() {
+        let ns = dep.namespace.clone().unwrap_or_else(|| own_ns.clone());
+        let api: Api<Kustomization> = Api::namespaced(client.clone(), &ns);
+        let ready = match api.get_opt(&dep.name).await {
+            Ok(Some(other)) => other.status.as_ref().is_some_and(|s| {
+                meta::is_ready(&s.conditions, other.metadata.generation)
+                    && s.observed_generation == other.metadata.generation
+            }),
+            _ => false,
+        };
+        if !ready {
+            return Some(format!("{ns}/{}", dep.name));
+        }
+    }
+    None
+}
+
+/// Fetch, build, substitute, apply, prune, wait. Returns the revision, the change log and
+/// whether health was checked.
+async fn run_pipeline(
+    ks: &Kustomization,
+    ctx: &KustomizationContext,
+    status: &mut KustomizationStatus,
+) -> Result<(String, String, bool), Failure> {
+    let namespace = ks.namespace().unwrap_or_default();
+    let name = ks.name_any();
+    let spec = &ks.spec;
+    if spec.kube_config.is_some() {
+        return Err(Failure::new(
+            "ReconciliationFailed",
+            "spec.kubeConfig is not supported by this controller",
+        ));
+    }
+    if spec.service_account_name.is_some() {
+        return Err(Failure::new(
+            "ReconciliationFailed",
+            "spec.serviceAccountName is not supported by this controller",
+        ));
+    }
+    if spec.source_ref.kind != "GitRepository" {
+        return Err(Failure::new(
+            "ArtifactFailed",
+            format!(
+                "source kind '{}' is not supported (GitRepository is)",
+                spec.source_ref.kind
+            ),
+        ));
+    }
+    let source_ns = spec
+        .source_ref
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace.clone());
+    let source_id = format!("GitRepository/{source_ns}/{}", spec.source_ref.name);
+    let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &source_ns);
+    let repo = match repos.get_opt(&spec.source_ref.name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return Err(Failure::new(
+                "ArtifactFailed",
+                format!("Source '{source_id}' not found"),
+            ));
+        }
+        Err(e) => {
+            return Err(Failure::new(
+                "ArtifactFailed",
+                format!("reading Source '{source_id}': {e}"),
+            ));
+        }
+    };
+    let Some(artifact) = repo.status.as_ref().and_then(|s| s.artifact.clone()) else {
+        return Err(Failure::new(
+            "ArtifactFailed",
+            format!("Source '{source_id}' is not ready, artifact not found"),
+        ));
+    };
+    let revision = artifact.revision.clone();
+    status.last_attempted_revision = Some(revision.clone());
+
+    // Fetch and verify.
+    let url = url::Url::parse(&artifact.url).map_err(|e| {
+        Failure::new(
+            "ArtifactFailed",
+            format!("artifact URL '{}': {e}", artifact.url),
+        )
+    })?;
+    let digest: Digest = artifact
+        .digest
+        .as_deref()
+        .ok_or_else(|| {
+            Failure::new(
+                "ArtifactFailed",
+                format!("Source '{source_id}' artifact has no digest"),
+            )
+        })?
+        .parse()
+        .map_err(|e| Failure::new("ArtifactFailed", format!("artifact digest: {e}")))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("kustomization-")
+        .tempdir()
+        .map_err(|e| {
+            Failure::new(
+                "ArtifactFailed",
+                format!("creating a temporary directory: {e}"),
+            )
+        })?;
+    let root = tmp.path().join("source");
+    fetch_artifact(&url, &digest, &root, ctx.fetch_limits)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                "ArtifactFailed",
+                format!("failed to download artifact from {url}: {e}"),
+            )
+        })?;
+
+    // Build (off the async threads: rendering big trees is CPU work).
+    let rel = clean_path(spec.path.as_deref().unwrap_or("./")).ok_or_else(|| {
+        Failure::new(
+            "BuildFailed",
+            format!(
+                "path '{}' leaves the artifact",
+                spec.path.clone().unwrap_or_default()
+            ),
+        )
+    })?;
+    let spec_for_build = spec.clone();
+    let build_root = root.clone();
+    let objects = tokio::task::spawn_blocking(move || build(&build_root, &rel, &spec_for_build))
+        .await
+        .map_err(|e| Failure::new("BuildFailed", format!("build task: {e}")))??;
+
+    // Substitute.
+    let objects = match &spec.post_build {
+        Some(post_build) => {
+            let vars = substitution_vars(&ctx.client, &namespace, post_build).await?;
+            substitute_objects(objects, &vars)?
+        }
+        None => objects,
+    };
+
+    // Apply, prune, wait.
+    let manager = ctx.manager(&namespace, &name);
+    let previous = Inventory {
+        entries: status
+            .inventory
+            .as_ref()
+            .map(|inv| {
+                inv.entries
+                    .iter()
+                    .map(|e| InventoryEntry {
+                        id: e.id.clone(),
+                        v: e.v.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let interval = meta::parse_duration(&spec.interval).unwrap_or(Duration::from_secs(600));
+    let timeout = spec
+        .timeout
+        .as_deref()
+        .and_then(|t| meta::parse_duration(t).ok())
+        .unwrap_or(interval);
+    let wait_all = spec.wait == Some(true);
+    let opts = ReconcileOptions {
+        apply: ApplyOptions {
+            force: spec.force == Some(true),
+            wait_timeout: timeout,
+            ..ApplyOptions::default()
+        },
+        prune: spec.prune.then(|| PruneOptions {
+            timeout,
+            ..PruneOptions::default()
+        }),
+        wait: wait_all.then_some(timeout),
+    };
+    let done = match manager.reconcile(&objects, &previous, &opts).await {
+        Ok(done) => done,
+        Err(failed) => {
+            status.inventory = Some(inventory_status(&failed.inventory));
+            let reason = if matches!(failed.error.failure, gitops_apply::ApplyFailure::Wait(_)) {
+                "HealthCheckFailed"
+            } else {
+                "ReconciliationFailed"
+            };
+            return Err(Failure::new(reason, failed.error.to_string()));
+        }
+    };
+    status.inventory = Some(inventory_status(&done.inventory));
+    let mut checked = wait_all;
+    if !wait_all {
+        let checks: Vec<DynamicObject> = spec
+            .health_checks
+            .iter()
+            .flatten()
+            .map(|h| health_check_object(h, &namespace))
+            .collect();
+        if !checks.is_empty() {
+            checked = true;
+            manager
+                .wait(&checks, timeout)
+                .await
+                .map_err(|e| Failure::new("HealthCheckFailed", e.to_string()))?;
+        }
+    }
+    Ok((revision, done.change_set.change_log(), checked))
+}
+
+fn inventory_status(inventory: &Inventory) -> ResourceInventory {
+    ResourceInventory {
+        entries: inventory
+            .entries
+            .iter()
+            .map(|e| ResourceRef {
+                id: e.id.clone(),
+                v: e.v.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn health_check_object(h: &HealthCheckReference, default_ns: &str) -> DynamicObject {
+    let mut object = DynamicObject {
+        types: Some(kube::api::TypeMeta {
+            api_version: h.api_version.clone().unwrap_or_else(|| "v1".to_string()),
+            kind: h.kind.clone(),
+        }),
+        metadata: Default::default(),
+        data: serde_json::Value::Object(Default::default()),
+    };
+    object.metadata.name = Some(h.name.clone());
+    object.metadata.namespace = Some(
+        h.namespace
+            .clone()
+            .unwrap_or_else(|| default_ns.to_string()),
+    );
+    object
+}
+
+/// `path` relative to the artifact root, refusing anything that climbs out of it.
+fn clean_path(path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Prefix(_) => return None,
+        }
+    }
+    Some(if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    })
+}
+
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+fn kustomization_file(dir: &Path) -> Option<PathBuf> {
+    KUSTOMIZATION_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
+/// Builds `rel` inside `root` as kustomize-controller does: generate a kustomization for a
+/// plain directory, merge the spec's overrides into it, build with no load restrictions
+/// inside the artifact root.
+fn build(root: &Path, rel: &Path, spec: &KustomizationSpec) -> Result<Vec<DynamicObject>, Failure> {
+    let dir = root.join(rel);
+    if !dir.is_dir() {
+        return Err(Failure::new(
+            "BuildFailed",
+            format!("kustomization path not found: {}", rel.display()),
+        ));
+    }
+    let fail = |m: String| Failure::new("BuildFailed", m);
+    let (file, mut kustomization) = match kustomization_file(&dir) {
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| fail(format!("reading {}: {e}", file.display())))?;
+            let value: serde_json::Value = if text.trim().is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_saphyr::from_str(&text).map_err(|e| {
+                    fail(format!(
+                        "{}: {e}",
+                        file.strip_prefix(root).unwrap_or(&file).display()
+                    ))
+                })?
+            };
+            (file, value)
+        }
+        None => (
+            dir.join("kustomization.yaml"),
+            generate_kustomization(&dir)?,
+        ),
+    };
+    let overrides = spec.target_namespace.is_some()
+        || spec.name_prefix.is_some()
+        || spec.name_suffix.is_some()
+        || spec.patches.is_some()
+        || spec.images.is_some()
+        || spec.components.is_some();
+    let generated = !file.exists();
+    if overrides || generated {
+        let Some(map) = kustomization.as_object_mut() else {
+            return Err(fail(format!("{} is not a mapping", file.display())));
+        };
+        map.entry("apiVersion")
+            .or_insert_with(|| "kustomize.config.k8s.io/v1beta1".into());
+        map.entry("kind").or_insert_with(|| "Kustomization".into());
+        if let Some(ns) = &spec.target_namespace {
+            map.insert("namespace".into(), ns.clone().into());
+        }
+        if let Some(p) = &spec.name_prefix {
+            map.insert("namePrefix".into(), p.clone().into());
+        }
+        if let Some(s) = &spec.name_suffix {
+            map.insert("nameSuffix".into(), s.clone().into());
+        }
+        for (key, extra) in [
+            (
+                "patches",
+                spec.patches.as_ref().map(|p| {
+                    p.iter()
+                        .filter_map(|x| serde_json::to_value(x).ok())
+                        .collect::<Vec<_>>()
+                }),
+            ),
+            (
+                "images",
+                spec.images.as_ref().map(|p| {
+                    p.iter()
+                        .filter_map(|x| serde_json::to_value(x).ok())
+                        .collect::<Vec<_>>()
+                }),
+            ),
+            (
+                "components",
+                spec.components
+                    .clone()
+                    .map(|c| c.into_iter().map(Into::into).collect()),
+            ),
+        ] {
+            if let Some(extra) = extra {
+                let list = map
+                    .entry(key)
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                if let Some(list) = list.as_array_mut() {
+                    list.extend(extra);
+                }
+            }
+        }
+        // JSON is YAML: the engine reads the merged file as it reads any kustomization.
+        let text = serde_json::to_string_pretty(&kustomization).map_err(|e| fail(e.to_string()))?;
+        std::fs::write(&file, text)
+            .map_err(|e| fail(format!("writing {}: {e}", file.display())))?;
+    }
+    let renderer = KustomizeRenderer {
+        options: BuildOptions {
+            load_restrictor: LoadRestrictor::None,
+            ..BuildOptions::default()
+        },
+    };
+    let rendered = renderer
+        .render(&RenderInput::new(root, rel))
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(rendered.objects.into_iter().map(|o| o.object).collect())
+}
+
+/// Flux's rule for a directory without a kustomization: every YAML file holding Kubernetes
+/// objects and every subdirectory holding a kustomization, recursively.
+fn generate_kustomization(dir: &Path) -> Result<serde_json::Value, Failure> {
+    let mut resources = Vec::new();
+    collect_resources(dir, dir, &mut resources)?;
+    resources.sort();
+    Ok(serde_json::json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+    }))
+}
+
+fn collect_resources(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Failure> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Failure::new("BuildFailed", format!("reading {}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let rel = path
+            .strip_prefix(base)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if file_name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if kustomization_file(&path).is_some() {
+                out.push(rel);
+            } else {
+                collect_resources(base, &path, out)?;
+            }
+        } else if (file_name.ends_with(".yaml") || file_name.ends_with(".yml"))
+            && is_manifest(&path)
+        {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a YAML file holds at least one object with `apiVersion` and `kind`.
+fn is_manifest(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    serde_saphyr::from_multiple::<serde_json::Value>(&text)
+        .map(|docs| {
+            docs.iter()
+                .any(|d| d.get("apiVersion").is_some() && d.get("kind").is_some())
+        })
+        .unwrap_or(false)
+}
+
+/// The variables of `postBuild`: `substituteFrom` in order, then `substitute` on top.
+async fn substitution_vars(
+    client: &Client,
+    namespace: &str,
+    post_build: &PostBuild,
+) -> Result<BTreeMap<String, String>, Failure> {
+    let mut vars = BTreeMap::new();
+    for reference in post_build.substitute_from.iter().flatten() {
+        let optional = reference.optional == Some(true);
+        let missing = |kind: &str| {
+            Failure::new(
+                "BuildFailed",
+                format!(
+                    "substitute from '{kind}/{namespace}/{}' failed: not found",
+                    reference.name
+                ),
+            )
+        };
+        match reference.kind.as_str() {
+            "ConfigMap" => {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+                match api.get_opt(&reference.name).await {
+                    Ok(Some(cm)) => vars.extend(cm.data.unwrap_or_default()),
+                    Ok(None) if optional => {}
+                    Ok(None) => return Err(missing("ConfigMap")),
+                    Err(e) => {
+                        return Err(Failure::new(
+                            "BuildFailed",
+                            format!("reading ConfigMap '{namespace}/{}': {e}", reference.name),
+                        ));
+                    }
+                }
+            }
+            "Secret" => {
+                let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+                match api.get_opt(&reference.name).await {
+                    Ok(Some(secret)) => {
+                        for (k, v) in secret.data.unwrap_or_default() {
+                            vars.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                        }
+                        vars.extend(secret.string_data.unwrap_or_default());
+                    }
+                    Ok(None) if optional => {}
+                    Ok(None) => return Err(missing("Secret")),
+                    Err(e) => {
+                        return Err(Failure::new(
+                            "BuildFailed",
+                            format!("reading Secret '{namespace}/{}': {e}", reference.name),
+                        ));
+                    }
+                }
+            }
+            other => {
+                return Err(Failure::new(
+                    "BuildFailed",
+                    format!("substituteFrom kind '{other}' is not ConfigMap or Secret"),
+                ));
+            }
+        }
+    }
+    vars.extend(post_build.substitute.clone().unwrap_or_default());
+    Ok(vars)
+}
+
+fn substitution_disabled(object: &DynamicObject) -> bool {
+    let disabled = |m: &Option<BTreeMap<String, String>>| {
+        m.as_ref()
+            .and_then(|m| m.get(SUBSTITUTE_ANNOTATION))
+            .is_some_and(|v| v == "disabled")
+    };
+    disabled(&object.metadata.annotations) || disabled(&object.metadata.labels)
+}
+
+fn substitute_objects(
+    objects: Vec<DynamicObject>,
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<DynamicObject>, Failure> {
+    let mut out = Vec::with_capacity(objects.len());
+    for object in objects {
+        if substitution_disabled(&object) {
+            out.push(object);
+            continue;
+        }
+        let title = format!(
+            "{}/{}",
+            object
+                .types
+                .as_ref()
+                .map(|t| t.kind.as_str())
+                .unwrap_or("?"),
+            object.metadata.name.as_deref().unwrap_or("?")
+        );
+        let fail = |m: String| {
+            Failure::new(
+                "BuildFailed",
+                format!("post build substitution of {title}: {m}"),
+            )
+        };
+        // As Flux does: substitute the object's YAML text, then read it back, so `${REPLICAS}`
+        // can become a number.
+        let yaml = serde_saphyr::to_string(&object).map_err(|e| fail(e.to_string()))?;
+        let substituted = envsubst(&yaml, vars).map_err(fail)?;
+        let value: DynamicObject =
+            serde_saphyr::from_str(&substituted).map_err(|e| fail(e.to_string()))?;
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// Flux's variable substitution (drone/envsubst semantics for the forms Flux documents):
+/// `${VAR}`, `${VAR:=default}`, `${VAR:-default}`, `${VAR:=}`; `$${VAR}` is kept as `${VAR}`.
+/// An unset variable without a default becomes empty. `$` not followed by `{` is kept.
+pub fn envsubst(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(escaped) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = escaped;
+            continue;
+        }
+        let Some(body_start) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = body_start.find('}') else {
+            return Err(format!(
+                "unterminated variable reference near {:?}",
+                &rest[i..rest.len().min(i + 40)]
+            ));
+        };
+        let body = &body_start[..end];
+        let (name, default) = match body.find(":=").or_else(|| body.find(":-")) {
+            Some(p) => (&body[..p], Some(&body[p + 2..])),
+            None => (body, None),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!(
+                "variable name {name:?} must match ^[_[:alpha:]][_[:alpha:][:digit:]]*$"
+            ));
+        }
+        match (vars.get(name), default) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {}
+        }
+        rest = &body_start[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substitution_forms() {
+        let vars: BTreeMap<String, String> = [
+            ("APP".to_string(), "web".to_string()),
+            ("N".to_string(), "3".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            envsubst("name: ${APP}-x", &vars).as_deref(),
+            Ok("name: web-x")
+        );
+        assert_eq!(
+            envsubst("r: ${MISSING:=2} ${MISSING:-y}", &vars).as_deref(),
+            Ok("r: 2 y")
+        );
+        assert_eq!(
+            envsubst("keep $${APP} and $HOME", &vars).as_deref(),
+            Ok("keep ${APP} and $HOME")
+        );
+        assert_eq!(
+            envsubst("gone: '${NOPE}'", &vars).as_deref(),
+            Ok("gone: ''")
+        );
+        assert!(envsubst("bad ${1X}", &vars).is_err());
+        assert!(envsubst("open ${APP", &vars).is_err());
+    }
+
+    #[test]
+    fn numbers_become_numbers() {
+        let vars: BTreeMap<String, String> = [("N".to_string(), "3".to_string())].into();
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "apps"},
+            "spec": {"replicas": "${N}"}
+        }))
+        .expect("object");
+        let out = substitute_objects(vec![object], &vars)
+            .map_err(|f| f.message)
+            .expect("substituted");
+        assert_eq!(out[0].data["spec"]["replicas"], serde_json::json!(3));
+    }
+
+    #[test]
+    fn paths_stay_inside() {
+        assert_eq!(clean_path("./apps/../base"), Some(PathBuf::from("base")));
+        assert_eq!(clean_path("./"), Some(PathBuf::from(".")));
+        assert_eq!(clean_path("../x"), None);
+    }
+}

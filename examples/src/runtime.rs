@@ -1,0 +1,269 @@
+//! Every reference controller in one process: the artifact server, the event endpoint, the
+//! receiver endpoint, and the GitRepository, Kustomization and notification controllers.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gitops_events::EventEmitter;
+use gitops_source::{ArtifactServer, ArtifactStore};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::watcher;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::events::EventRecorder;
+use crate::kustomize::{self, KustomizationContext};
+use crate::notification::{self, EventHub, ReceiverHub};
+use crate::source::{self, GitRepositoryContext};
+
+/// Why the controllers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Creating the artifact store failed.
+    #[error("artifact store {path}: {message}")]
+    Store {
+        /// The store directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// Binding a listener failed.
+    #[error("binding the {what} listener on {addr}: {source}")]
+    Bind {
+        /// Which server.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event emitter could not be built.
+    #[error("event emitter: {0}")]
+    Emitter(String),
+}
+
+/// Options of [`Controllers::start`].
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// The artifact store directory (default: a temporary directory removed on shutdown).
+    pub store_dir: Option<PathBuf>,
+    /// The address the artifact, event and receiver servers bind (port 0 each).
+    pub bind: IpAddr,
+    /// The hostname written into artifact URLs (default: the bound address).
+    pub advertise: Option<String>,
+    /// Which objects the controllers watch (`--watch-label-selector`).
+    pub watch_label_selector: Option<String>,
+    /// Reconciles run at once per controller (`--concurrent`).
+    pub concurrency: u16,
+    /// How soon a Kustomization checks an unready dependency again.
+    pub requeue_dependency: Duration,
+    /// How soon a failed GitRepository is retried.
+    pub source_retry_interval: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            store_dir: None,
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            advertise: None,
+            watch_label_selector: None,
+            concurrency: 4,
+            requeue_dependency: Duration::from_secs(30),
+            source_retry_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The running controllers and their servers.
+pub struct Controllers {
+    /// Where artifacts are served (`http://ADDR:PORT/`).
+    pub artifact_url: url::Url,
+    /// The event endpoint controllers post to.
+    pub events_url: url::Url,
+    /// The receiver endpoint (`/hook/<digest>` below it).
+    pub receiver_url: url::Url,
+    hub: EventHub,
+    tasks: Vec<JoinHandle<()>>,
+    servers: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    _store_dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Controllers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controllers")
+            .field("artifact_url", &self.artifact_url.as_str())
+            .field("events_url", &self.events_url.as_str())
+            .field("receiver_url", &self.receiver_url.as_str())
+            .finish()
+    }
+}
+
+async fn bind(
+    what: &'static str,
+    ip: IpAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), RuntimeError> {
+    let addr = SocketAddr::new(ip, 0);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Bind { what, addr, source })?;
+    let local =
+        listener
+            .local_addr()
+            .map_err(|source| RuntimeError::Bind { what, addr, source })?;
+    Ok((listener, local))
+}
+
+fn url_of(host: &str, addr: SocketAddr) -> url::Url {
+    let text = format!("http://{host}:{}/", addr.port());
+    url::Url::parse(&text).expect("a host and a port always form a valid http URL")
+}
+
+impl Controllers {
+    /// Starts the servers and every controller on `client`.
+    pub async fn start(client: Client, options: ControllerOptions) -> Result<Self, RuntimeError> {
+        let (store_dir, tmp) = match &options.store_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("gitops-artifacts-")
+                    .tempdir()
+                    .map_err(|e| RuntimeError::Store {
+                        path: std::env::temp_dir(),
+                        message: e.to_string(),
+                    })?;
+                (tmp.path().to_path_buf(), Some(tmp))
+            }
+        };
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut servers = Vec::new();
+
+        let (artifact_listener, artifact_addr) = bind("artifact", options.bind).await?;
+        let host = options
+            .advertise
+            .clone()
+            .unwrap_or_else(|| artifact_addr.ip().to_string());
+        let artifact_url = url_of(&host, artifact_addr);
+        let store = ArtifactStore::new(&store_dir)
+            .map_err(|e| RuntimeError::Store {
+                path: store_dir.clone(),
+                message: e.to_string(),
+            })?
+            .with_base_url(artifact_url.clone());
+        let server = ArtifactServer::new(&store);
+        let shutdown = until_stopped();
+        servers.push(tokio::spawn(async move {
+            if let Err(error) = server.serve(artifact_listener, shutdown).await {
+                tracing::error!(%error, "artifact server");
+            }
+        }));
+
+        let hub = EventHub::default();
+        let (event_listener, event_addr) = bind("event", options.bind).await?;
+        let events_url = url_of(&event_addr.ip().to_string(), event_addr);
+        let router = notification::event_router(hub.clone());
+        let shutdown = until_stopped();
+        servers.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(event_listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "event server");
+            }
+        }));
+
+        let receivers = ReceiverHub::new(client.clone());
+        let (receiver_listener, receiver_addr) = bind("receiver", options.bind).await?;
+        let receiver_url = url_of(&receiver_addr.ip().to_string(), receiver_addr);
+        let router = receivers.router();
+        let shutdown = until_stopped();
+        servers.push(tokio::spawn(async move {
+            if let Err(error) = axum::serve(receiver_listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "receiver server");
+            }
+        }));
+
+        let emitter = |component: &str| {
+            EventEmitter::new(events_url.as_str(), component)
+                .map(|e| EventRecorder::new(Some(e)))
+                .map_err(|e| RuntimeError::Emitter(e.to_string()))
+        };
+        let mut config = watcher::Config::default();
+        if let Some(selector) = &options.watch_label_selector {
+            config = config.labels(selector);
+        }
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(notification::sync_dispatcher(
+            client.clone(),
+            hub.clone(),
+            config.clone(),
+        )));
+        tasks.push(tokio::spawn(notification::sync_receivers(
+            client.clone(),
+            receivers,
+            config.clone(),
+        )));
+        let source_ctx = Arc::new(GitRepositoryContext {
+            client: client.clone(),
+            store,
+            events: emitter("source-controller")?,
+            retry_interval: options.source_retry_interval,
+        });
+        tasks.push(tokio::spawn(source::run(
+            source_ctx,
+            Api::all(client.clone()),
+            config.clone(),
+            options.concurrency,
+        )));
+        let mut ks_ctx =
+            KustomizationContext::new(client.clone(), emitter("kustomize-controller")?);
+        ks_ctx.requeue_dependency = options.requeue_dependency;
+        tasks.push(tokio::spawn(kustomize::run(
+            Arc::new(ks_ctx),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            config,
+            options.concurrency,
+        )));
+        Ok(Self {
+            artifact_url,
+            events_url,
+            receiver_url,
+            hub,
+            tasks,
+            servers,
+            stop,
+            _store_dir: tmp,
+        })
+    }
+
+    /// Stops the controllers, delivers the notifications already queued, and stops the servers.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.hub.shutdown().await;
+        let _ = self.stop.send(true);
+        for server in self.servers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+    }
+}
