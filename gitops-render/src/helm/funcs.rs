@@ -212,30 +212,9 @@ pub fn func_map() -> FuncMap {
         }
         Ok(cur)
     });
-    f!("slice", |_, a| {
-        at_least("slice", a, 1)?;
-        let idx: Vec<i64> = a[1..].iter().map(to_i64).collect();
-        match &a[0] {
-            Value::Str(s) => {
-                let lo = idx.first().copied().unwrap_or(0) as usize;
-                let hi = idx.get(1).copied().map(|x| x as usize).unwrap_or(s.len());
-                if lo > hi || hi > s.len() {
-                    return Err(format!("slice index out of range: {hi}").into());
-                }
-                Ok(Value::from(s.get(lo..hi).unwrap_or("")))
-            }
-            Value::List(l) => {
-                let lo = idx.first().copied().unwrap_or(0) as usize;
-                let hi = idx.get(1).copied().map(|x| x as usize).unwrap_or(l.len());
-                if lo > hi || hi > l.len() {
-                    return Err(format!("slice index out of range: {hi}").into());
-                }
-                Ok(Value::from(l[lo..hi].to_vec()))
-            }
-            Value::Nil => Err("slice of untyped nil".into()),
-            other => Err(format!("can't slice item of type {}", other.type_name()).into()),
-        }
-    });
+    // Sprig replaces Go's builtin `slice` with a list-only one.
+    f!("slice", sprig_slice);
+    f!("mustSlice", sprig_slice);
     f!("print", |_, a| Ok(Value::from(go_sprint(a))));
     f!("println", |_, a| {
         let parts: Vec<String> = a.iter().map(|v| v.to_go_string()).collect();
@@ -954,7 +933,10 @@ pub fn func_map() -> FuncMap {
         arity("untilStep", a, 3)?;
         Ok(until_step(to_i64(&a[0]), to_i64(&a[1]), to_i64(&a[2])))
     });
-    f!("seq", |_, a| Ok(Value::from(seq(a))));
+    f!("seq", |_, a| {
+        let parts: Vec<String> = seq(a).iter().map(|v| v.to_go_string()).collect();
+        Ok(Value::from(parts.join(" ")))
+    });
 
     // --- Sprig: lists
     f!("list", |_, a| Ok(Value::from(a.to_vec())));
@@ -1400,6 +1382,30 @@ pub fn func_map() -> FuncMap {
     }
     super::crypto::register(&mut m);
     m
+}
+
+fn sprig_slice(_: &mut Exec<'_>, a: &[Value]) -> R {
+    at_least("slice", a, 1)?;
+    let Some(l) = list_of(&a[0]) else {
+        return Err(FuncError::Msg(format!(
+            "list should be type of slice or array but {}",
+            a[0].kind_name()
+        )));
+    };
+    let idx: Vec<i64> = a[1..].iter().map(to_i64).collect();
+    let lo = idx.first().copied().unwrap_or(0).max(0) as usize;
+    let hi = idx
+        .get(1)
+        .copied()
+        .map(|x| x.max(0) as usize)
+        .unwrap_or(l.len());
+    if lo > hi || hi > l.len() {
+        return Err(FuncError::Msg(format!(
+            "runtime error: slice bounds out of range [{lo}:{hi}] with capacity {}",
+            l.len()
+        )));
+    }
+    Ok(Value::from(l[lo..hi].to_vec()))
 }
 
 fn unsupported(_: &mut Exec<'_>, _: &[Value]) -> R {
@@ -2014,10 +2020,12 @@ fn to_toml(v: &Value) -> String {
             other => other.to_go_string(),
         }
     }
-    fn table(m: &BTreeMap<String, Value>, prefix: &str, out: &mut String) {
+    // BurntSushi/toml indents keys by table depth and headers by depth - 1.
+    fn table(m: &BTreeMap<String, Value>, prefix: &str, depth: usize, out: &mut String) {
+        let pad = "  ".repeat(depth);
         for (k, v) in m {
             if !matches!(v, Value::Map(_)) {
-                let _ = writeln!(out, "{k} = {}", scalar(v));
+                let _ = writeln!(out, "{pad}{k} = {}", scalar(v));
             }
         }
         for (k, v) in m {
@@ -2027,14 +2035,14 @@ fn to_toml(v: &Value) -> String {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                let _ = writeln!(out, "\n[{name}]");
-                table(&sub.borrow(), &name, out);
+                let _ = writeln!(out, "\n{pad}[{name}]");
+                table(&sub.borrow(), &name, depth + 1, out);
             }
         }
     }
     let mut out = String::new();
     if let Value::Map(m) = v {
-        table(&m.borrow(), "", &mut out);
+        table(&m.borrow(), "", 0, &mut out);
     }
     out
 }

@@ -701,6 +701,34 @@ fn split_manifests(big: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses a document for its head (kind, annotations). go-yaml v2 accepts quoted scalars whose
+/// continuation lines are not indented, which our stricter parser rejects; for that one case
+/// the head is read from the top-level `apiVersion`/`kind`/`metadata` lines alone.
+fn parse_head(doc: &str) -> Result<Value, yaml::YamlError> {
+    match yaml::parse(doc) {
+        Ok(v) => Ok(v),
+        Err(e) if e.0.contains("invalid indentation in quoted scalar") => {
+            let mut head = String::new();
+            let mut in_meta = false;
+            for line in doc.lines() {
+                let top = !line.starts_with([' ', '\t']) && !line.is_empty();
+                if top {
+                    in_meta = line.starts_with("metadata:");
+                    if in_meta || line.starts_with("kind:") || line.starts_with("apiVersion:") {
+                        head.push_str(line);
+                        head.push('\n');
+                    }
+                } else if in_meta {
+                    head.push_str(line);
+                    head.push('\n');
+                }
+            }
+            yaml::parse(&head).map_err(|_| e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 const HOOK_EVENTS: &[&str] = &[
     "pre-install",
     "post-install",
@@ -739,7 +767,7 @@ fn sort_manifests(
             continue;
         }
         for doc in split_manifests(content) {
-            let head = yaml::parse(&doc).map_err(|e| HelmError::Yaml {
+            let head = parse_head(&doc).map_err(|e| HelmError::Yaml {
                 source_path: path.clone(),
                 message: e.0.clone(),
             })?;

@@ -148,12 +148,16 @@ fn check(root: &J, s: &J, v: &J, ctx: &str, errs: &mut Vec<String>) {
             }
             let props = s.get("properties").and_then(|p| p.as_object());
             let pattern_props = s.get("patternProperties").and_then(|p| p.as_object());
-            for (k, val) in o {
-                let mut matched = false;
-                if let Some(ps) = props.and_then(|p| p.get(k)) {
-                    matched = true;
-                    check(root, ps, val, &child(ctx, k), errs);
+            // gojsonschema walks the schema's properties in document order, then the rest.
+            if let Some(props) = props {
+                for (k, ps) in props {
+                    if let Some(val) = o.get(k) {
+                        check(root, ps, val, &child(ctx, k), errs);
+                    }
                 }
+            }
+            for (k, val) in o {
+                let mut matched = props.is_some_and(|p| p.contains_key(k));
                 if let Some(pp) = pattern_props {
                     for (pat, ps) in pp {
                         if regex::Regex::new(pat)

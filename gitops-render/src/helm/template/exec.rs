@@ -290,20 +290,6 @@ impl<'a> Exec<'a> {
                     items.push((Value::from(k.as_str()), v.clone()));
                 }
             }
-            Value::Int(n) => {
-                if ndecl > 1 {
-                    return Err(self
-                        .errorf(
-                            Some(b.pos),
-                            &b.pipe.to_string(),
-                            "can't use {{range $i, $v := N}} over an integer",
-                        )
-                        .into());
-                }
-                for i in 0..(*n).max(0) {
-                    items.push((Value::Int(i), Value::Int(i)));
-                }
-            }
             Value::Bytes(bs) => {
                 for (i, v) in bs.iter().enumerate() {
                     items.push((Value::Int(i as i64), Value::Int(*v as i64)));

@@ -349,7 +349,10 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
         let mut paren_depth = 0i32;
         loop {
             if p >= b.len() {
-                return Err(err(p, "unclosed action".into()));
+                return Err(err(
+                    b.len(),
+                    format!("unclosed action started at {name}:{}", line_at(ld)),
+                ));
             }
             let c = b[p];
             // Right delimiter, with or without trim marker.
@@ -1191,22 +1194,31 @@ impl<'a> Parser<'a> {
             Tok::Str(ref s, ref raw) => Arg::Str(it.pos, Rc::from(s.as_str()), raw.clone()),
             Tok::Field(ref f) => {
                 let mut idents = vec![f.clone()];
+                // Go positions a field chain at its second element.
+                let pos = match &self.peek().tok {
+                    Tok::Field(_) => self.peek().pos,
+                    _ => it.pos,
+                };
                 while let Tok::Field(f2) = &self.peek().tok {
                     idents.push(f2.clone());
                     self.i += 1;
                 }
-                return Ok(Arg::Field(it.pos, idents));
+                return Ok(Arg::Field(pos, idents));
             }
             Tok::Variable(ref v) => {
                 if !self.known_var(v) {
                     return Err(self.err_at(it.line, format!("undefined variable {v:?}")));
                 }
                 let mut idents = Vec::new();
+                let pos = match &self.peek().tok {
+                    Tok::Field(_) => self.peek().pos,
+                    _ => it.pos,
+                };
                 while let Tok::Field(f2) = &self.peek().tok {
                     idents.push(f2.clone());
                     self.i += 1;
                 }
-                return Ok(Arg::Variable(it.pos, v.clone(), idents));
+                return Ok(Arg::Variable(pos, v.clone(), idents));
             }
             Tok::Ident(ref name) => {
                 if !(self.funcs)(name) {
@@ -1227,6 +1239,7 @@ impl<'a> Parser<'a> {
         };
         // Field chain after a term: (x).A.B
         if let Tok::Field(_) = &self.peek().tok {
+            let chain_pos = self.peek().pos;
             let mut idents = Vec::new();
             while let Tok::Field(f2) = &self.peek().tok {
                 idents.push(f2.clone());
@@ -1238,7 +1251,7 @@ impl<'a> Parser<'a> {
                 }
                 _ => {}
             }
-            return Ok(Arg::Chain(it.pos, Box::new(term), idents));
+            return Ok(Arg::Chain(chain_pos, Box::new(term), idents));
         }
         Ok(term)
     }
