@@ -59,6 +59,7 @@ async fn cluster_with_crd() -> (TestCluster, Client) {
         &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     spec_schema["properties"]["mode"]["enum"] = json!(["fast", "slow"]);
     spec_schema["properties"]["mode"]["default"] = json!("slow");
+    crd["spec"]["versions"][0]["selectableFields"] = json!([{"jsonPath": ".spec.mode"}]);
     let crd: CustomResourceDefinition = serde_json::from_value(crd).expect("crd");
     crds.create(&PostParams::default(), &crd)
         .await
@@ -155,6 +156,35 @@ async fn crd_is_served_validated_defaulted_and_its_deletion_removes_objects() {
         err.message,
         "Widget.example.com \"c\" is invalid: [spec.mode: Unsupported value: \"medium\": supported values: \"fast\", \"slow\", spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"]"
     );
+    // selectableFields make field selectors work on custom resources.
+    let fast: Widget = Widget::new(
+        "fast",
+        WidgetSpec {
+            size: 1,
+            mode: Some("fast".into()),
+        },
+    );
+    api.create(&PostParams::default(), &fast)
+        .await
+        .expect("fast");
+    let selected = api
+        .list(&ListParams::default().fields("spec.mode=fast"))
+        .await
+        .expect("field selector");
+    assert_eq!(
+        selected
+            .items
+            .iter()
+            .map(|w| w.name_any())
+            .collect::<Vec<_>>(),
+        vec!["fast"]
+    );
+    let err = api_err(
+        api.list(&ListParams::default().fields("spec.size=1"))
+            .await
+            .expect_err("not selectable"),
+    );
+    assert_eq!(err.message, "field label not supported: spec.size");
     // Strategic merge patch is not available for custom resources.
     let err = api_err(
         api.patch(

@@ -43,6 +43,8 @@ pub struct ResourceType {
     pub crd: Option<String>,
     /// For custom resources: additionalPrinterColumns of the version.
     pub printer_columns: Vec<Value>,
+    /// For custom resources: the version's `selectableFields` JSON paths.
+    pub selectable_fields: Vec<String>,
 }
 
 impl ResourceType {
@@ -535,6 +537,7 @@ pub fn builtins() -> Vec<ResourceType> {
             schema: None,
             crd: None,
             printer_columns: Vec::new(),
+            selectable_fields: Vec::new(),
         })
         .collect()
 }
@@ -586,6 +589,12 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default(),
+            selectable_fields: v["selectableFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["jsonPath"].as_str().map(str::to_string))
+                .collect(),
         });
     }
     out

@@ -1902,8 +1902,7 @@ fn select(st: &State, ctx: &Ctx, t: &Target) -> Result<Vec<Arc<Value>>, ApiError
 }
 
 fn selectable(rt: &ResourceType) -> Vec<String> {
-    let _ = rt;
-    Vec::new()
+    rt.selectable_fields.clone()
 }
 
 fn item_view(rt: &ResourceType, obj: &Value) -> Value {
