@@ -132,6 +132,8 @@ pub enum AlertOutcome {
     Filtered(Match),
     /// The alert names a provider the dispatcher does not have.
     UnknownProvider,
+    /// The dispatcher is shutting down.
+    Closed,
 }
 
 /// What the dispatcher did with one event.
@@ -521,7 +523,7 @@ impl Dispatcher {
         };
         let tx = lock(&handle.tx).clone();
         let Some(tx) = tx else {
-            return AlertOutcome::QueueFull;
+            return AlertOutcome::Closed;
         };
         match tx.try_send(event) {
             Ok(()) => {
@@ -584,19 +586,51 @@ impl Dispatcher {
     }
 
     /// Stops accepting notifications, sends every open group, and waits until each
-    /// provider's queue is drained.
+    /// provider's queue is drained (a hung provider holds this up to its timeout and
+    /// retries per queued notification; see [`Dispatcher::shutdown_within`]).
     pub async fn shutdown(&self) {
+        self.close();
+        let workers: Vec<JoinHandle<()>> = self
+            .inner
+            .providers
+            .values()
+            .filter_map(|h| lock(&h.worker).take())
+            .collect();
+        for w in workers {
+            if let Err(e) = w.await {
+                tracing::error!(error = %e, "notification worker ended abnormally");
+            }
+        }
+    }
+
+    /// Like [`Dispatcher::shutdown`], but gives up after `limit`: workers still busy are
+    /// aborted and their queued notifications dropped. Returns whether everything was sent.
+    pub async fn shutdown_within(&self, limit: Duration) -> bool {
+        self.close();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut drained = true;
+        for (name, handle) in &self.inner.providers {
+            let worker = lock(&handle.worker).take();
+            let Some(mut w) = worker else { continue };
+            match tokio::time::timeout_at(deadline, &mut w).await {
+                Ok(Err(e)) => {
+                    tracing::error!(provider = %name, error = %e, "notification worker ended abnormally")
+                }
+                Ok(Ok(())) => {}
+                Err(_) => {
+                    w.abort();
+                    drained = false;
+                    tracing::warn!(provider = %name, "notifications still queued at shutdown: dropped");
+                }
+            }
+        }
+        drained
+    }
+
+    fn close(&self) {
         self.flush_due_at(Duration::MAX);
         for handle in self.inner.providers.values() {
             lock(&handle.tx).take();
-        }
-        for handle in self.inner.providers.values() {
-            let worker = lock(&handle.worker).take();
-            if let Some(w) = worker
-                && let Err(e) = w.await
-            {
-                tracing::error!(error = %e, "notification worker ended abnormally");
-            }
         }
     }
 }

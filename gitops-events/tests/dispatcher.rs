@@ -270,6 +270,13 @@ async fn a_hung_provider_neither_blocks_others_nor_grows_its_queue() {
     assert!(stats.queued <= 9, "{stats:?}");
     assert!(stats.dropped >= 41, "{stats:?}");
     assert_eq!(d.stats("fast").unwrap().dropped, 0);
+    // Shutdown does not wait an hour for the hung provider.
+    assert!(!d.shutdown_within(Duration::from_millis(100)).await);
+    assert_eq!(
+        d.dispatch(&event(Severity::Info, "late")).queued(),
+        0,
+        "closed"
+    );
 }
 
 #[tokio::test]
