@@ -262,6 +262,13 @@ async fn unchanged_remote_is_not_fetched() -> TestResult {
         server.requests()
     );
 
+    // The archive vanished from the store: rebuilt, although the remote did not change.
+    std::fs::remove_file(store.local_path(&first.path))?;
+    let rebuilt = src.acquire(Some(&first), &store).await?;
+    assert!(rebuilt.is_new());
+    assert_eq!(rebuilt.artifact().digest, first.digest, "same tree, same bytes");
+    let after_second = upload_pack_posts(&server);
+
     // A new commit on the branch is fetched.
     f.repo.write("deploy/new.yaml", "kind: Secret\n")?;
     let third_commit = f.repo.commit("third")?;
