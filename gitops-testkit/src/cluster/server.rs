@@ -1342,7 +1342,7 @@ fn update_with(
             list
         }
         None => {
-            let mut list = old_managers.clone();
+            let mut list = old_managers;
             {
                 let oldt = ssa::strip_for_tracking(old, rt.status_subresource, &opts.sub);
                 let newt = ssa::strip_for_tracking(&obj, rt.status_subresource, &opts.sub);
@@ -1357,19 +1357,34 @@ fn update_with(
             list
         }
     };
-    // Unchanged ownership keeps its timestamp.
-    for m in managers.iter_mut() {
-        if let Some(prev) = old_managers.iter().find(|p| {
-            p.manager == m.manager
-                && p.operation == m.operation
-                && p.subresource == m.subresource
-                && p.api_version == m.api_version
-        }) && prev.set == m.set
+    ssa::encode_managers(&mut obj, &mut managers);
+    // A write whose only difference is managedFields timestamps keeps the old ones
+    // (kube-apiserver's IgnoreManagedFieldsTimestampsTransformer), so it stays a no-op.
+    let without_times = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(list) = v["metadata"]
+            .get_mut("managedFields")
+            .and_then(Value::as_array_mut)
         {
-            m.time = prev.time.clone();
+            for e in list.iter_mut() {
+                if let Some(m) = e.as_object_mut() {
+                    m.remove("time");
+                }
+            }
+        }
+        if let Some(m) = v["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    if without_times(&obj) == without_times(old) {
+        obj["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
+        if old["metadata"].get("managedFields").is_none()
+            && let Some(m) = obj["metadata"].as_object_mut()
+        {
+            m.remove("managedFields");
         }
     }
-    ssa::encode_managers(&mut obj, &mut managers);
     obj["metadata"]["resourceVersion"] = json!(old_rv);
     crd::on_write(rt, &mut obj);
     let spec_finalizers_done = !(rt.group.is_empty() && rt.kind == "Namespace")

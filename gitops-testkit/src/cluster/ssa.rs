@@ -774,10 +774,15 @@ pub fn record_update(
         m.set = m.set.difference(&changed).difference(&c.removed);
     }
     let mut me = me;
+    // The manager's entry (and its time) only changes when this update took fields.
+    let took = !changed.is_empty();
     match managers.iter().position(|m| m.same_identity(&me)) {
         Some(i) => {
             let prev = managers.remove(i);
             me.set = prev.set.union(&changed).difference(&c.removed);
+            if !took {
+                me.time = prev.time;
+            }
         }
         None => me.set = changed.difference(&c.removed),
     }
