@@ -1326,11 +1326,6 @@ pub fn func_map() -> FuncMap {
         let v = super::semver::Version::parse(&s(a, 0)).map_err(FuncError::Msg)?;
         Ok(v.to_value())
     });
-    f!("now", |_, _| Ok(Value::from(now_string())));
-    f!("date", |_, a| {
-        arity("date", a, 2)?;
-        Ok(Value::from(s(a, 1)))
-    });
     f!("getHostByName", |_, _| Ok(Value::from("")));
     f!("urlParse", |_, a| {
         arity("urlParse", a, 1)?;
@@ -1381,6 +1376,7 @@ pub fn func_map() -> FuncMap {
         }
     }
     super::crypto::register(&mut m);
+    super::dates::register(&mut m);
     m
 }
 
@@ -1943,11 +1939,6 @@ pub fn path_clean(p: &str) -> String {
     } else {
         j
     }
-}
-
-fn now_string() -> String {
-    let now = jiff::Zoned::now();
-    now.strftime("%Y-%m-%d %H:%M:%S.%f %z %Z").to_string()
 }
 
 fn url_parse(s: &str) -> Value {

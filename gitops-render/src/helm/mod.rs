@@ -17,6 +17,7 @@
 
 pub mod chart;
 mod crypto;
+mod dates;
 pub mod funcs;
 pub mod render;
 pub mod schema;

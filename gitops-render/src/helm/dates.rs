@@ -1,0 +1,356 @@
+//! Sprig's date functions with Go's reference-time layouts (`2006-01-02 15:04:05`).
+
+use std::rc::Rc;
+
+use jiff::{Timestamp, Zoned, tz::TimeZone};
+
+use super::funcs::{strval, to_i64};
+use super::template::{FuncError, FuncMap};
+use super::value::{Object, Value};
+
+/// A Go `time.Time`.
+pub struct Time(pub Zoned);
+
+impl Object for Time {
+    fn type_name(&self) -> &str {
+        "time.Time"
+    }
+    fn field(&self, _name: &str) -> Option<Value> {
+        None
+    }
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        Some(Ok(match name {
+            "Unix" => Value::Int(self.0.timestamp().as_second()),
+            "Year" => Value::Int(i64::from(self.0.year())),
+            "Format" => Value::from(format_go(
+                &self.0,
+                &args.first().map(strval).unwrap_or_default(),
+            )),
+            "UTC" => Value::Object(Rc::new(Time(self.0.with_time_zone(TimeZone::UTC)))),
+            _ => return None,
+        }))
+    }
+    fn display(&self) -> String {
+        format_go(&self.0, "2006-01-02 15:04:05.999999999 -0700 MST")
+    }
+}
+
+/// Registers the date functions.
+pub fn register(m: &mut FuncMap) {
+    m.insert("now", |_, _| Ok(time_value(Zoned::now())));
+    m.insert("date", |_, a| {
+        arity("date", a, 2)?;
+        Ok(Value::from(format_go(&to_time(&a[1]), &strval(&a[0]))))
+    });
+    m.insert("dateInZone", |_, a| {
+        arity("dateInZone", a, 3)?;
+        let tz = TimeZone::get(&strval(&a[2])).unwrap_or(TimeZone::UTC);
+        Ok(Value::from(format_go(
+            &to_time(&a[1]).with_time_zone(tz),
+            &strval(&a[0]),
+        )))
+    });
+    m.insert("htmlDate", |_, a| {
+        arity("htmlDate", a, 1)?;
+        Ok(Value::from(format_go(&to_time(&a[0]), "2006-01-02")))
+    });
+    m.insert("htmlDateInZone", |_, a| {
+        arity("htmlDateInZone", a, 2)?;
+        let tz = TimeZone::get(&strval(&a[1])).unwrap_or(TimeZone::UTC);
+        Ok(Value::from(format_go(
+            &to_time(&a[0]).with_time_zone(tz),
+            "2006-01-02",
+        )))
+    });
+    m.insert("unixEpoch", |_, a| {
+        arity("unixEpoch", a, 1)?;
+        Ok(Value::from(
+            to_time(&a[0]).timestamp().as_second().to_string(),
+        ))
+    });
+    m.insert("ago", |_, a| {
+        arity("ago", a, 1)?;
+        let secs = Timestamp::now().as_second() - to_time(&a[0]).timestamp().as_second();
+        Ok(Value::from(go_duration(secs as f64)))
+    });
+    m.insert("duration", |_, a| {
+        arity("duration", a, 1)?;
+        Ok(Value::from(go_duration(to_i64(&a[0]) as f64)))
+    });
+    m.insert("toDate", |_, a| {
+        arity("toDate", a, 2)?;
+        Ok(parse_go(&strval(&a[0]), &strval(&a[1]))
+            .map(time_value)
+            .unwrap_or_else(|_| time_value(epoch())))
+    });
+    m.insert("mustToDate", |_, a| {
+        arity("mustToDate", a, 2)?;
+        parse_go(&strval(&a[0]), &strval(&a[1]))
+            .map(time_value)
+            .map_err(FuncError::Msg)
+    });
+}
+
+fn arity(name: &str, a: &[Value], n: usize) -> Result<(), FuncError> {
+    if a.len() != n {
+        return Err(FuncError::Msg(format!(
+            "wrong number of args for {name}: want {n} got {}",
+            a.len()
+        )));
+    }
+    Ok(())
+}
+
+fn time_value(z: Zoned) -> Value {
+    Value::Object(Rc::new(Time(z)))
+}
+
+fn epoch() -> Zoned {
+    Timestamp::UNIX_EPOCH.to_zoned(TimeZone::UTC)
+}
+
+/// Sprig's date argument: a time, or unix seconds; anything else means now.
+fn to_time(v: &Value) -> Zoned {
+    match v {
+        Value::Object(o) if o.type_name() == "time.Time" => {
+            let secs = o
+                .call("Unix", &[])
+                .and_then(Result::ok)
+                .map(|v| to_i64(&v))
+                .unwrap_or(0);
+            Timestamp::from_second(secs)
+                .map(|t| t.to_zoned(TimeZone::system()))
+                .unwrap_or_else(|_| Zoned::now())
+        }
+        Value::Int(i) => Timestamp::from_second(*i)
+            .map(|t| t.to_zoned(TimeZone::system()))
+            .unwrap_or_else(|_| Zoned::now()),
+        _ => Zoned::now(),
+    }
+}
+
+/// Go's `Duration.String()` for whole or fractional seconds.
+pub fn go_duration(secs: f64) -> String {
+    if secs == 0.0 {
+        return "0s".into();
+    }
+    let neg = secs < 0.0;
+    let s = secs.abs();
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    if s < 1.0 {
+        let ms = s * 1000.0;
+        out.push_str(&format!("{}ms", super::value::format_float_g(ms)));
+        return out;
+    }
+    let h = (s / 3600.0).floor();
+    let m = ((s - h * 3600.0) / 60.0).floor();
+    let rest = s - h * 3600.0 - m * 60.0;
+    if h > 0.0 {
+        out.push_str(&format!("{h}h{m}m"));
+    } else if m > 0.0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{}s", super::value::format_float_g(rest)));
+    out
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// Formats with a Go layout.
+pub fn format_go(t: &Zoned, layout: &str) -> String {
+    let mut out = String::new();
+    let mut rest = layout;
+    let offset = t.offset().seconds();
+    let off = |colon: bool, secs: bool, z: bool| -> String {
+        if z && offset == 0 {
+            return "Z".into();
+        }
+        let sign = if offset < 0 { '-' } else { '+' };
+        let a = offset.abs();
+        let (hh, mm, ss) = (a / 3600, (a % 3600) / 60, a % 60);
+        let sep = if colon { ":" } else { "" };
+        let mut s = format!("{sign}{hh:02}{sep}{mm:02}");
+        if secs {
+            s.push_str(&format!("{sep}{ss:02}"));
+        }
+        s
+    };
+    let hour12 = |h: i8| if h % 12 == 0 { 12 } else { h % 12 };
+    let nanos = t.subsec_nanosecond();
+    while !rest.is_empty() {
+        let tokens: &[(&str, &dyn Fn() -> String)] = &[
+            ("January", &|| MONTHS[(t.month() - 1) as usize].to_string()),
+            ("Jan", &|| MONTHS[(t.month() - 1) as usize][..3].to_string()),
+            ("Monday", &|| {
+                DAYS[t.weekday().to_monday_zero_offset() as usize].to_string()
+            }),
+            ("Mon", &|| {
+                DAYS[t.weekday().to_monday_zero_offset() as usize][..3].to_string()
+            }),
+            ("MST", &|| t.strftime("%Z").to_string()),
+            ("2006", &|| format!("{:04}", t.year())),
+            ("-07:00:00", &|| off(true, true, false)),
+            ("-070000", &|| off(false, true, false)),
+            ("-07:00", &|| off(true, false, false)),
+            ("-0700", &|| off(false, false, false)),
+            ("-07", &|| off(false, false, false)[..3].to_string()),
+            ("Z07:00:00", &|| off(true, true, true)),
+            ("Z070000", &|| off(false, true, true)),
+            ("Z07:00", &|| off(true, false, true)),
+            ("Z0700", &|| off(false, false, true)),
+            ("Z07", &|| {
+                let s = off(false, false, true);
+                if s == "Z" { s } else { s[..3].to_string() }
+            }),
+            ("002", &|| format!("{:03}", t.day_of_year())),
+            ("01", &|| format!("{:02}", t.month())),
+            ("02", &|| format!("{:02}", t.day())),
+            ("_2", &|| format!("{:>2}", t.day())),
+            ("06", &|| format!("{:02}", t.year() % 100)),
+            ("15", &|| format!("{:02}", t.hour())),
+            ("03", &|| format!("{:02}", hour12(t.hour()))),
+            ("04", &|| format!("{:02}", t.minute())),
+            ("05", &|| format!("{:02}", t.second())),
+            ("PM", &|| {
+                if t.hour() >= 12 { "PM" } else { "AM" }.to_string()
+            }),
+            ("pm", &|| {
+                if t.hour() >= 12 { "pm" } else { "am" }.to_string()
+            }),
+            (".000000000", &|| format!(".{nanos:09}")),
+            (".000000", &|| format!(".{:06}", nanos / 1000)),
+            (".000", &|| format!(".{:03}", nanos / 1_000_000)),
+            (".999999999", &|| frac_trim(nanos, 9)),
+            (".999999", &|| frac_trim(nanos / 1000, 6)),
+            (".999", &|| frac_trim(nanos / 1_000_000, 3)),
+            ("1", &|| t.month().to_string()),
+            ("2", &|| t.day().to_string()),
+            ("3", &|| hour12(t.hour()).to_string()),
+            ("4", &|| t.minute().to_string()),
+            ("5", &|| t.second().to_string()),
+        ];
+        let mut matched = false;
+        for (tok, f) in tokens {
+            if rest.starts_with(tok) {
+                out.push_str(&f());
+                rest = &rest[tok.len()..];
+                matched = true;
+                break;
+            }
+        }
+        if !matched {
+            let c = rest.chars().next().unwrap_or(' ');
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+fn frac_trim(v: i32, width: usize) -> String {
+    if v == 0 {
+        return String::new();
+    }
+    let s = format!("{v:0width$}");
+    format!(".{}", s.trim_end_matches('0'))
+}
+
+/// Parses with a Go layout (numeric layouts and zones), in UTC unless the text has an offset.
+fn parse_go(layout: &str, value: &str) -> Result<Zoned, String> {
+    let map: &[(&str, &str)] = &[
+        ("2006", "%Y"),
+        ("-07:00", "%:z"),
+        ("-0700", "%z"),
+        ("Z07:00", "%:z"),
+        ("January", "%B"),
+        ("Jan", "%b"),
+        ("Monday", "%A"),
+        ("Mon", "%a"),
+        ("MST", "%Z"),
+        ("01", "%m"),
+        ("02", "%d"),
+        ("15", "%H"),
+        ("04", "%M"),
+        ("05", "%S"),
+        (".000000000", ".%f"),
+        (".000", ".%f"),
+        ("PM", "%p"),
+    ];
+    let mut fmt = String::new();
+    let mut rest = layout;
+    while !rest.is_empty() {
+        if let Some((tok, rep)) = map.iter().find(|(t, _)| rest.starts_with(t)) {
+            fmt.push_str(rep);
+            rest = &rest[tok.len()..];
+        } else {
+            let c = rest.chars().next().unwrap_or(' ');
+            if c == '%' {
+                fmt.push_str("%%");
+            } else {
+                fmt.push(c);
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    let value = value.replace('Z', "+00:00");
+    let parsed = jiff::fmt::strtime::parse(&fmt, &value)
+        .map_err(|e| format!("parsing time {value:?} as {layout:?}: {e}"))?;
+    if let Ok(z) = parsed.to_zoned() {
+        return Ok(z);
+    }
+    if let Ok(ts) = parsed.to_timestamp() {
+        return Ok(ts.to_zoned(TimeZone::UTC));
+    }
+    let dt = parsed
+        .to_datetime()
+        .or_else(|_| {
+            parsed
+                .to_date()
+                .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+        })
+        .map_err(|e| format!("parsing time {value:?} as {layout:?}: {e}"))?;
+    dt.to_zoned(TimeZone::UTC).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_layouts() {
+        let t = parse_go("2006-01-02T15:04:05Z07:00", "2024-03-05T07:08:09Z").expect("parse");
+        assert_eq!(
+            format_go(&t, "2006-01-02 15:04:05 Jan Mon 3PM _2 06"),
+            "2024-03-05 07:08:09 Mar Tue 7AM  5 24"
+        );
+        assert_eq!(format_go(&t, "Z07:00"), "Z");
+        assert_eq!(go_duration(3600.0), "1h0m0s");
+        assert_eq!(go_duration(90.0), "1m30s");
+        assert_eq!(go_duration(5.0), "5s");
+    }
+}
