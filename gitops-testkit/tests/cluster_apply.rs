@@ -333,3 +333,33 @@ async fn field_validation_strict_rejects_and_warn_drops_unknown_fields() {
         .expect("warn");
     assert_eq!(made.data.expect("data")["a"], "1");
 }
+
+#[tokio::test]
+async fn the_scale_subresource_reads_and_writes_replicas() {
+    let (_c, client) = cluster().await;
+    let api: Api<Deployment> = Api::namespaced(client, "default");
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+          "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}}}});
+    api.patch("web", &PatchParams::apply("flux"), &Patch::Apply(&d))
+        .await
+        .expect("apply");
+    let scale = api.get_scale("web").await.expect("scale");
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(2));
+    assert_eq!(
+        scale.status.and_then(|s| s.selector).as_deref(),
+        Some("app=web")
+    );
+    let scaled = api
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .expect("patch scale");
+    assert_eq!(scaled.spec.and_then(|s| s.replicas), Some(5));
+    let d = api.get("web").await.expect("get");
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(5));
+    assert_eq!(d.metadata.generation, Some(2));
+}

@@ -214,6 +214,16 @@ async fn kubectl_applies_gets_diffs_and_deletes() {
             .expect("json");
     assert_eq!(cm["data"]["mode"], "green");
 
+    let out = k.ok(
+        &["scale", "deployment/web", "-n", "demo", "--replicas=3"],
+        None,
+    );
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    let d: Value =
+        serde_json::from_str(&k.ok(&["get", "deploy", "web", "-n", "demo", "-o", "json"], None))
+            .expect("json");
+    assert_eq!(d["spec"]["replicas"], 3);
+
     // Diff uses a server-side dry run; nothing changes.
     let rv = cm["metadata"]["resourceVersion"].clone();
     let (_, diff, _) = k.run(&["diff", "-f", "-"], Some(APP));

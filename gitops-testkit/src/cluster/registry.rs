@@ -57,6 +57,16 @@ impl ResourceType {
         }
     }
 
+    /// Whether `/scale` is served (Deployments, StatefulSets, ReplicaSets, ReplicationControllers).
+    pub fn scale_subresource(&self) -> bool {
+        !self.is_custom()
+            && matches!(
+                (self.group.as_str(), self.kind.as_str()),
+                ("apps", "Deployment" | "StatefulSet" | "ReplicaSet")
+                    | ("", "ReplicationController")
+            )
+    }
+
     /// Whether this is a custom resource.
     pub fn is_custom(&self) -> bool {
         self.crd.is_some()
@@ -87,6 +97,17 @@ impl ResourceType {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if self.scale_subresource() {
+            out.push(json!({
+                "name": format!("{}/scale", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         out
     }
 
@@ -105,12 +126,23 @@ impl ResourceType {
         if !self.categories.is_empty() {
             r["categories"] = json!(self.categories);
         }
+        let mut subs = Vec::new();
         if self.status_subresource {
-            r["subresources"] = json!([{
+            subs.push(json!({
                 "subresource": "status",
                 "responseKind": {"group": self.group, "version": self.version, "kind": self.kind},
                 "verbs": ["get", "patch", "update"],
-            }]);
+            }));
+        }
+        if self.scale_subresource() {
+            subs.push(json!({
+                "subresource": "scale",
+                "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if !subs.is_empty() {
+            r["subresources"] = Value::Array(subs);
         }
         r
     }

@@ -569,7 +569,8 @@ async fn route(inner: &Arc<Inner>, ctx: &Ctx) -> (String, Response<Body>) {
     };
     if !(sub.is_empty()
         || sub == "status" && rt.status_subresource
-        || sub == "finalize" && rt.kind == "Namespace")
+        || sub == "finalize" && rt.kind == "Namespace"
+        || sub == "scale" && rt.scale_subresource())
     {
         return (method.clone(), error_response(&not_found_path()));
     }
@@ -741,6 +742,9 @@ fn ok(code: u16, body: Value) -> Out {
 }
 
 fn dispatch(inner: &Inner, st: &mut State, ctx: &Ctx, t: &Target) -> Result<Out, ApiError> {
+    if t.sub == "scale" {
+        return scale(inner, st, ctx, t);
+    }
     match t.verb {
         "get" => {
             let obj = st
@@ -1663,6 +1667,102 @@ fn apply(
             )
         }
     }
+}
+
+/// The autoscaling/v1 `Scale` of a workload.
+fn scale_of(obj: &Value) -> Value {
+    let selector = &obj["spec"]["selector"];
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = selector["matchLabels"].as_object() {
+        parts.extend(
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())),
+        );
+    }
+    let mut meta = json!({});
+    for k in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = obj["metadata"].get(k) {
+            meta[k] = v.clone();
+        }
+    }
+    json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": meta,
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": parts.join(",")}})
+}
+
+fn scale(inner: &Inner, st: &mut State, ctx: &Ctx, t: &Target) -> Result<Out, ApiError> {
+    let parent = st
+        .get(&t.res(), &t.key())
+        .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, &t.name))?;
+    let current = scale_of(&parent);
+    let desired = match t.verb {
+        "get" => return Ok(ok(200, current)),
+        "update" => serde_json::from_slice::<Value>(&ctx.body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "Scale in version \"v1\" cannot be handled as a Scale: {e}"
+            ))
+        })?,
+        "patch" => {
+            let doc: Value = serde_json::from_slice(&ctx.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let mut target = current.clone();
+            if ctx.content_type.starts_with("application/json-patch+json") {
+                patch::json_patch(&mut target, &doc).map_err(ApiError::bad_request)?;
+            } else {
+                patch::merge_patch(&mut target, &doc);
+            }
+            target
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                t.verb,
+                &t.rt.group,
+                &t.rt.plural,
+            ));
+        }
+    };
+    if let Some(rv) = desired["metadata"]["resourceVersion"].as_str()
+        && !rv.is_empty()
+        && Some(rv) != parent["metadata"]["resourceVersion"].as_str()
+    {
+        return Err(ApiError::stale(&t.rt.group, &t.rt.plural, &t.name));
+    }
+    let Some(replicas) = desired["spec"]["replicas"].as_i64() else {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            &t.name,
+            vec![status::required("spec.replicas", "")],
+        ));
+    };
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            &t.name,
+            vec![status::invalid_value(
+                "spec.replicas",
+                &json!(replicas),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let mut next = (*parent).clone();
+    next["spec"]["replicas"] = json!(replicas);
+    let opts = write_opts(ctx, t, "Update")?;
+    let mut warnings = Vec::new();
+    let (code, out) = update_with(inner, st, t, &parent, next, &opts, &mut warnings, None)?;
+    Ok(Out {
+        code,
+        body: scale_of(&out),
+        warnings,
+    })
 }
 
 fn conflict_error(c: &[ssa::Conflict]) -> ApiError {
