@@ -137,8 +137,16 @@ fn fixtures_render_exactly_like_helm() {
                 Err(e) => {
                     // Helm's infinite-recursion error repeats the chain a thousand times; the
                     // final message is what matters.
+                    let sorted = |s: &str| {
+                        let mut l: Vec<&str> = s.trim().lines().collect();
+                        l.sort_unstable();
+                        l.join("\n")
+                    };
                     let ok = if name == "err-recursion" {
                         e.contains("rendering template has a nested reference name: loop: unable to execute template")
+                    } else if name == "err-schema" {
+                        // gojsonschema reports in Go map order, which varies run to run.
+                        sorted(&e) == sorted(&want)
                     } else {
                         e.trim() == want
                     };
