@@ -347,6 +347,18 @@ fn push_object(path: &Path, d: Value, out: &mut Vec<Resource>) -> Result<(), Kus
                     message: "missing Resource metadata: kind is required".into(),
                 });
             }
+            let mut m = m;
+            if let Some(Value::Map(md)) = m.get_mut("metadata") {
+                for field in ["labels", "annotations"] {
+                    if let Some(Value::Map(lm)) = md.get_mut(field) {
+                        for v in lm.values_mut() {
+                            if !matches!(v, Value::Str(_) | Value::Map(_) | Value::Seq(_)) {
+                                *v = Value::Str(v.scalar_text().unwrap_or_default());
+                            }
+                        }
+                    }
+                }
+            }
             out.push(Resource::new(Value::Map(m), Some(path.to_path_buf())));
             Ok(())
         }
@@ -898,7 +910,11 @@ fn apply_smp(
             if let Some(pm) = p.as_map_mut() {
                 if !allow_kind {
                     pm.insert("kind".into(), Value::Str(kind.clone()));
-                    pm.insert("apiVersion".into(), Value::Str(api.clone()));
+                    if api.is_empty() {
+                        pm.shift_remove("apiVersion");
+                    } else {
+                        pm.insert("apiVersion".into(), Value::Str(api.clone()));
+                    }
                 }
             }
         }
@@ -913,7 +929,11 @@ fn apply_smp(
         r.value = v;
         if !allow_kind {
             r.map_mut().insert("kind".into(), Value::Str(kind));
-            r.map_mut().insert("apiVersion".into(), Value::Str(api));
+            if api.is_empty() {
+                r.map_mut().shift_remove("apiVersion");
+            } else {
+                r.map_mut().insert("apiVersion".into(), Value::Str(api));
+            }
         }
         let md = super::resource::metadata_mut(r.map_mut());
         if !allow_name {
@@ -1001,8 +1021,7 @@ fn namespace_transform(acc: &mut Acc, ns: &str, specs: &[FieldSpec]) -> Result<(
                         if sm.get("kind").and_then(Value::as_str) != Some("ServiceAccount") {
                             continue;
                         }
-                        let cur = sm.get("namespace").and_then(Value::as_str).unwrap_or("");
-                        if cur.is_empty() || cur == "default" {
+                        if sm.get("name").and_then(Value::as_str) == Some("default") {
                             sm.insert("namespace".into(), Value::Str(ns.to_string()));
                         }
                     }

@@ -200,7 +200,7 @@ pub(crate) fn visit_field(
             match m.get_mut(seg) {
                 Some(child) if !child.is_null() => visit_field(child, &path[1..], create, f),
                 _ => {
-                    if create && !is_seq_seg {
+                    if create && !is_seq_seg && !path.iter().any(|p| p.ends_with("[]")) {
                         m.insert(seg.to_string(), Value::Map(Map::new()));
                         if let Some(child) = m.get_mut(seg) {
                             visit_field(child, &path[1..], create, f)?;

@@ -414,7 +414,9 @@ pub(crate) fn name_hash(r: &Resource) -> String {
     let encoded = match kind {
         "ConfigMap" | "Secret" => {
             m.insert("kind".into(), Value::Str(kind.into()));
-            m.insert("name".into(), Value::Str(r.name().into()));
+            // kustomize v5's hasher reads the name from a field path that does not exist, so
+            // the name it hashes is always empty (verified against kubectl kustomize).
+            m.insert("name".into(), Value::Str(String::new()));
             if kind == "Secret" {
                 m.insert(
                     "type".into(),

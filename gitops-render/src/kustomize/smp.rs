@@ -232,7 +232,10 @@ fn merge_list(ds: &mut Vec<Value>, ps: &[Value], kind: &str, path: &mut Vec<Stri
         return;
     }
     let patch_elems: Vec<&Value> = ps.iter().collect();
-    let assoc = assoc_key_of(ds).is_some()
+    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+    let schema_key = schema_merge_key(kind, &segs);
+    let assoc = schema_key.is_some()
+        || assoc_key_of(ds).is_some()
         || assoc_key_of(
             &ps.iter()
                 .filter(|e| !is_directive_only(e))
@@ -248,13 +251,7 @@ fn merge_list(ds: &mut Vec<Value>, ps: &[Value], kind: &str, path: &mut Vec<Stri
         }
         return;
     }
-    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
-    let key = schema_merge_key(kind, &segs)
-        .filter(|k| {
-            ds.iter()
-                .chain(ps.iter())
-                .all(|e| e.as_map().is_some_and(|m| m.contains_key(*k)))
-        })
+    let key = schema_key
         .or_else(|| assoc_key_of(ds))
         .or_else(|| assoc_key_of(ps))
         .unwrap_or("name");

@@ -53,9 +53,15 @@ pub(crate) struct Kustomization {
 
 impl Kustomization {
     pub fn parse(file: &Path, text: &str) -> Result<Kustomization, KustomizeError> {
-        let docs = crate::yaml::parse_stream(text).map_err(|source| KustomizeError::Yaml {
-            path: file.to_path_buf(),
-            source,
+        let limits = crate::yaml::ParseLimits {
+            allow_duplicate_keys: true,
+            ..crate::yaml::ParseLimits::default()
+        };
+        let docs = crate::yaml::parse_stream_with_limits(text, limits).map_err(|source| {
+            KustomizeError::Yaml {
+                path: file.to_path_buf(),
+                source,
+            }
         })?;
         let kerr = |message: String| KustomizeError::Kustomization {
             path: file.to_path_buf(),
@@ -65,14 +71,19 @@ impl Kustomization {
         if docs.len() > 1 {
             return Err(kerr("a kustomization file must hold one document".into()));
         }
-        let m = match docs.into_iter().next() {
+        let raw = match docs.into_iter().next() {
             None => Map::new(),
             Some(Value::Map(m)) => m,
             Some(_) => return Err(kerr("a kustomization must be a mapping".into())),
         };
-        for k in m.keys() {
-            if !KNOWN_FIELDS.contains(&k.as_str()) {
-                return Err(kerr(format!("json: unknown field \"{k}\"")));
+        // Go's encoding/json matches field names case-insensitively.
+        let mut m = Map::new();
+        for (k, v) in raw {
+            match KNOWN_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(&k)) {
+                Some(f) => {
+                    m.insert((*f).to_string(), v);
+                }
+                None => return Err(kerr(format!("json: unknown field \"{k}\""))),
             }
         }
         let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -87,7 +98,7 @@ impl Kustomization {
                 }
             }
             "Component" => {
-                if api != "kustomize.config.k8s.io/v1alpha1" {
+                if !api.is_empty() && api != "kustomize.config.k8s.io/v1alpha1" {
                     return Err(kerr(format!(
                         "apiVersion for Component should be kustomize.config.k8s.io/v1alpha1, got {api:?}"
                     )));

@@ -14,6 +14,9 @@ pub struct ParseLimits {
     pub max_alias_nodes: usize,
     /// The deepest nesting of collections.
     pub max_depth: usize,
+    /// Accept a key twice in one mapping, the last one winning (go-yaml v2, which kustomize
+    /// uses for kustomization files, does this; v3 rejects it).
+    pub allow_duplicate_keys: bool,
 }
 
 impl Default for ParseLimits {
@@ -21,6 +24,7 @@ impl Default for ParseLimits {
         Self {
             max_alias_nodes: 1_000_000,
             max_depth: 512,
+            allow_duplicate_keys: false,
         }
     }
 }
@@ -143,7 +147,7 @@ pub fn parse_stream_with_limits(text: &str, limits: ParseLimits) -> Result<Vec<V
                             other => other.scalar_text().unwrap_or_default(),
                         };
                         let is_merge = plain && key == "<<";
-                        if !is_merge && m.contains_key(&key) {
+                        if !is_merge && m.contains_key(&key) && !limits.allow_duplicate_keys {
                             return Err(YamlError::DuplicateKey { line, key });
                         }
                         *pending = Some((key, is_merge));
