@@ -461,6 +461,16 @@ fn check(v: &Value, s: &Value, path: &str, causes: &mut Vec<Cause>) {
                 field: path.into(),
             });
         }
+        if let Some(pattern) = s["pattern"].as_str()
+            && let Ok(re) = regex::Regex::new(pattern)
+            && !re.is_match(st)
+        {
+            causes.push(status::invalid_value(
+                path,
+                v,
+                &format!("{path} in body should match '{pattern}'"),
+            ));
+        }
         if let Some(min) = s["minLength"].as_u64()
             && len < min
         {
