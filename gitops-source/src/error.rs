@@ -95,6 +95,9 @@ pub enum SourceError {
     /// Loading ignore rules failed.
     #[error(transparent)]
     Ignore(#[from] crate::sourceignore::IgnoreError),
+    /// An OCI registry operation failed (see [`crate::oci::OciError`]).
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
     /// Local filesystem work (checkout, temporary directories) failed.
     #[error("I/O on {path}: {source}")]
     Io {
@@ -123,6 +126,7 @@ impl SourceError {
             SourceError::Store(_) => "StorageOperationFailed",
             SourceError::Ignore(_) => "InvalidIgnoreRules",
             SourceError::Io { .. } => "IOError",
+            SourceError::Oci(_) => "OCIOperationFailed",
         }
     }
 }

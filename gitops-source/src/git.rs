@@ -1102,8 +1102,17 @@ fn sparse_wants(sparse: &[String], path: &str, is_dir: bool) -> bool {
     })
 }
 
+/// A file to write during checkout.
+struct FileToWrite {
+    path: PathBuf,
+    oid: gix::ObjectId,
+    executable: bool,
+}
+
 /// Writes the tree of `commit` into `dest`: regular and executable files and directories;
 /// symlinks are left out (artifacts never hold them); gitlinks are collected for submodules.
+/// Trees are walked first (creating directories), then blobs are written by a few threads,
+/// each with its own handle on the object database.
 fn checkout_tree(
     repo: &gix::Repository,
     commit: gix::ObjectId,
@@ -1113,21 +1122,59 @@ fn checkout_tree(
 ) -> Result<(), String> {
     let commit = repo.find_commit(commit).map_err(|e| flatten(&e))?;
     let tree = commit.tree_id().map_err(|e| flatten(&e))?.detach();
-    let mut buf = Vec::new();
-    write_tree(repo, tree, dest, "", sparse, gitlinks, &mut buf)
+    let mut files = Vec::new();
+    walk_tree(repo, tree, dest, "", sparse, gitlinks, &mut files)?;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let shared = repo.clone().into_sync();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                let shared = &shared;
+                scope.spawn(move || {
+                    let mut repo = shared.to_thread_local();
+                    repo.object_cache_size_if_unset(32 * 1024 * 1024);
+                    write_files(&repo, part)
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(result) => result?,
+                Err(_) => return Err("a checkout thread panicked".to_owned()),
+            }
+        }
+        Ok(())
+    })
 }
 
-fn write_tree(
+fn write_files(repo: &gix::Repository, files: &[FileToWrite]) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for file in files {
+        let object = repo.find_object(file.oid).map_err(|e| flatten(&e))?;
+        fs::write(&file.path, &object.data).map_err(|e| format!("{}: {e}", file.path.display()))?;
+        if file.executable {
+            fs::set_permissions(&file.path, fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("{}: {e}", file.path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn walk_tree(
     repo: &gix::Repository,
     tree: gix::ObjectId,
     dest: &Path,
     prefix: &str,
     sparse: &[String],
     gitlinks: &mut Vec<(PathBuf, gix::ObjectId)>,
-    buf: &mut Vec<u8>,
+    files: &mut Vec<FileToWrite>,
 ) -> Result<(), String> {
     use gix::object::tree::EntryKind;
-    use std::os::unix::fs::PermissionsExt;
     let entries: Vec<(String, EntryKind, gix::ObjectId)> = {
         let tree = repo.find_tree(tree).map_err(|e| flatten(&e))?;
         let decoded = tree.decode().map_err(|e| e.to_string())?;
@@ -1167,20 +1214,15 @@ fn write_tree(
                     continue;
                 }
                 fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                write_tree(repo, oid, &path, &rel, sparse, gitlinks, buf)?;
+                walk_tree(repo, oid, &path, &rel, sparse, gitlinks, files)?;
             }
             EntryKind::Blob | EntryKind::BlobExecutable => {
-                if !sparse_wants(sparse, &rel, false) {
-                    continue;
-                }
-                let object = repo.find_object(oid).map_err(|e| flatten(&e))?;
-                buf.clear();
-                buf.extend_from_slice(&object.data);
-                drop(object);
-                fs::write(&path, &buf).map_err(|e| format!("{}: {e}", path.display()))?;
-                if kind == EntryKind::BlobExecutable {
-                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                if sparse_wants(sparse, &rel, false) {
+                    files.push(FileToWrite {
+                        path,
+                        oid,
+                        executable: kind == EntryKind::BlobExecutable,
+                    });
                 }
             }
             EntryKind::Link => {}

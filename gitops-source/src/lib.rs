@@ -58,6 +58,7 @@
 //! | [`server`] | [`ArtifactServer`]: GET/HEAD/ranges over axum, no listings, no traversal |
 //! | [`fetch`] | [`fetch_artifact`]: timeout and retries, digest verified before extraction, safe extraction with caps |
 //! | [`git`] | [`GitSource`] on gix: reference precedence, shallow fetch, ls-refs short cut, sparse checkout, submodules, auth |
+//! | [`oci`] | [`OciSource`] on oci-client: tag/semver/digest, layer selector, Basic/bearer/docker config auth, manifest-digest short cut; [`push_artifact`] as `flux push artifact` |
 //!
 //! Errors are one enum, [`SourceError`], whose variants name the URL, reference or path and
 //! whose [`SourceError::reason`] gives a stable condition reason (`AuthenticationFailed`,
@@ -69,6 +70,7 @@ pub mod artifact;
 pub mod error;
 pub mod fetch;
 pub mod git;
+pub mod oci;
 pub mod revision;
 pub mod semver;
 pub mod server;
@@ -79,6 +81,7 @@ pub use artifact::{Acquired, Artifact, Source};
 pub use error::SourceError;
 pub use fetch::{FetchLimits, Fetched, fetch_artifact};
 pub use git::{GitAuth, GitReference, GitSource, ProxySettings};
+pub use oci::{LayerOperation, LayerSelector, OciAuth, OciReference, OciSource, PushOptions, push_artifact};
 pub use revision::{Algorithm, Digest, Revision};
 pub use server::ArtifactServer;
 pub use store::{ArtifactStore, ObjectRef, Retention};

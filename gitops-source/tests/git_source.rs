@@ -266,7 +266,11 @@ async fn unchanged_remote_is_not_fetched() -> TestResult {
     std::fs::remove_file(store.local_path(&first.path))?;
     let rebuilt = src.acquire(Some(&first), &store).await?;
     assert!(rebuilt.is_new());
-    assert_eq!(rebuilt.artifact().digest, first.digest, "same tree, same bytes");
+    assert_eq!(
+        rebuilt.artifact().digest,
+        first.digest,
+        "same tree, same bytes"
+    );
     let after_second = upload_pack_posts(&server);
 
     // A new commit on the branch is fetched.

@@ -1,0 +1,256 @@
+//! `OciSource` and `push_artifact` against Debian's docker-registry on 127.0.0.1, anonymous
+//! and with htpasswd authentication.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use gitops_source::oci::{
+    ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_SOURCE, FLUX_CONTENT_MEDIA_TYPE,
+    OciError,
+};
+use gitops_source::{
+    Acquired, Artifact, ArtifactStore, FetchLimits, LayerOperation, ObjectRef, OciAuth,
+    OciReference, OciSource, PushOptions, Source, SourceError, push_artifact,
+};
+use gitops_testkit::servers::OciRegistry;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn object() -> ObjectRef {
+    ObjectRef::new("OCIRepository", "flux-system", "app").expect("valid")
+}
+
+fn write(dir: &Path, rel: &str, body: &str) {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().expect("has parent")).expect("mkdir");
+    std::fs::write(path, body).expect("write");
+}
+
+/// A directory with manifests, a CI file Flux excludes by default, and a `.sourceignore`.
+fn content(version: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    write(dir.path(), "deploy/app.yaml", &format!("kind: ConfigMap\nversion: {version}\n"));
+    write(dir.path(), ".github/workflows/ci.yml", "on: push\n");
+    write(dir.path(), "notes/secret.txt", "ignored\n");
+    write(dir.path(), ".sourceignore", "notes/\n");
+    dir
+}
+
+fn files_of(store: &ArtifactStore, artifact: &Artifact) -> BTreeSet<String> {
+    let out = tempfile::tempdir().expect("tmp");
+    let f = std::fs::File::open(store.local_path(&artifact.path)).expect("artifact file");
+    gitops_source::fetch::extract_tar_gz(f, out.path(), FetchLimits::default(), "test")
+        .expect("extract");
+    let mut files = BTreeSet::new();
+    for entry in ignore::WalkBuilder::new(out.path()).hidden(false).build() {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_some_and(|t| t.is_file()) {
+            let rel = entry.path().strip_prefix(out.path()).expect("prefix");
+            files.insert(rel.to_string_lossy().into_owned());
+        }
+    }
+    files
+}
+
+fn push_opts(tag: &str) -> PushOptions {
+    let mut opts = PushOptions::new("https://github.com/org/app", format!("main@sha1:{}", "a".repeat(40)));
+    opts.tag = tag.into();
+    opts.insecure = true;
+    opts
+}
+
+#[tokio::test]
+async fn push_then_acquire_a_tag_with_annotations_and_the_unchanged_short_cut() -> TestResult {
+    let registry = OciRegistry::start()?;
+    let url = registry.oci_url("org/app");
+    let dir = content("1");
+    let pushed = push_artifact(&url, dir.path(), &push_opts("v1")).await?;
+    assert_eq!(pushed.annotations[ANNOTATION_SOURCE], "https://github.com/org/app");
+
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path().join("store"))?;
+    let mut source = OciSource::new(&url, object());
+    source.insecure = true;
+    source.reference.tag = Some("v1".into());
+    let acquired = source.acquire(None, &store).await?;
+    assert!(acquired.is_new());
+    let artifact = acquired.into_artifact();
+    assert_eq!(artifact.revision.to_string(), format!("v1@{}", pushed.digest));
+    assert_eq!(
+        artifact.metadata[ANNOTATION_REVISION],
+        format!("main@sha1:{}", "a".repeat(40))
+    );
+    assert_eq!(artifact.metadata[ANNOTATION_SOURCE], "https://github.com/org/app");
+    assert!(artifact.metadata[ANNOTATION_CREATED].ends_with('Z'));
+    store.verify(&artifact.path, &artifact.digest)?;
+    // Push left out the default exclusions and .sourceignore'd paths.
+    let files = files_of(&store, &artifact);
+    assert_eq!(
+        files,
+        BTreeSet::from([".sourceignore".to_owned(), "deploy/app.yaml".to_owned()])
+    );
+
+    let again = source.acquire(Some(&artifact), &store).await?;
+    assert_eq!(again, Acquired::Unchanged(artifact.clone()));
+
+    // A new push to the same tag is a new revision.
+    let dir2 = content("2");
+    let pushed2 = push_artifact(&url, dir2.path(), &push_opts("v1")).await?;
+    assert_ne!(pushed2.digest, pushed.digest);
+    let next = source.acquire(Some(&artifact), &store).await?;
+    assert!(next.is_new());
+    assert_eq!(next.artifact().revision.to_string(), format!("v1@{}", pushed2.digest));
+
+    // The default reference is `latest`, which does not exist here.
+    source.reference = OciReference::default();
+    match source.acquire(None, &store).await {
+        Err(SourceError::ReferenceNotFound { reference, .. }) => {
+            assert!(reference.contains("latest"), "{reference}")
+        }
+        other => panic!("expected ReferenceNotFound, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn semver_with_filter_and_digest_pinning() -> TestResult {
+    let registry = OciRegistry::start()?;
+    let url = registry.oci_url("app");
+    let mut digests = std::collections::BTreeMap::new();
+    for tag in ["1.0.0", "1.2.0", "1.3.0-rc.1", "2.0.0", "1.1.0-special"] {
+        let dir = content(tag);
+        let pushed = push_artifact(&url, dir.path(), &push_opts(tag)).await?;
+        digests.insert(tag, pushed.digest);
+    }
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(&url, object());
+    source.insecure = true;
+    source.reference.semver = Some(">=1.0.0 <2.0.0".into());
+    let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), format!("1.2.0@{}", digests["1.2.0"]));
+
+    // semverFilter narrows the tags first; pre-releases count once the range admits them.
+    source.reference.semver = Some(">=1.0.0-0 <2.0.0".into());
+    source.reference.semver_filter = Some(".*-special$".into());
+    let b = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(b.revision.to_string(), format!("1.1.0-special@{}", digests["1.1.0-special"]));
+
+    source.reference.semver = Some(">=3".into());
+    source.reference.semver_filter = None;
+    assert!(matches!(
+        source.acquire(None, &store).await,
+        Err(SourceError::NoMatchingTag { .. })
+    ));
+
+    // Digest beats semver and tag; the revision is the bare digest.
+    source.reference.tag = Some("2.0.0".into());
+    source.reference.digest = Some(digests["1.0.0"].to_string());
+    let c = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(c.revision.to_string(), digests["1.0.0"].to_string());
+    let out = tempfile::tempdir()?;
+    let f = std::fs::File::open(store.local_path(&c.path))?;
+    gitops_source::fetch::extract_tar_gz(f, out.path(), FetchLimits::default(), "t")?;
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("deploy/app.yaml"))?,
+        "kind: ConfigMap\nversion: 1.0.0\n"
+    );
+
+    // An unknown digest is a missing reference.
+    source.reference.digest = Some(format!("sha256:{}", "0".repeat(64)));
+    assert!(matches!(
+        source.acquire(None, &store).await,
+        Err(SourceError::ReferenceNotFound { .. })
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn layer_selector_copy_and_missing_media_type() -> TestResult {
+    let registry = OciRegistry::start()?;
+    let url = registry.oci_url("app");
+    let dir = content("1");
+    let pushed = push_artifact(&url, dir.path(), &push_opts("latest")).await?;
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(&url, object());
+    source.insecure = true;
+    source.layer_selector.media_type = Some(FLUX_CONTENT_MEDIA_TYPE.into());
+    source.layer_selector.operation = LayerOperation::Copy;
+    let copied = source.acquire(None, &store).await?.into_artifact();
+    // Copy stores the layer verbatim: its digest is the layer's.
+    assert_eq!(copied.digest.to_string(), pushed.layer_digest);
+    assert_eq!(copied.revision.to_string(), format!("latest@{}", pushed.digest));
+
+    // Switching to extract is a configuration change: a new artifact, same revision.
+    source.layer_selector.operation = LayerOperation::Extract;
+    let extracted = source.acquire(Some(&copied), &store).await?;
+    assert!(extracted.is_new());
+    assert_ne!(extracted.artifact().digest, copied.digest);
+
+    source.layer_selector.media_type = Some("application/vnd.example.other".into());
+    match source.acquire(None, &store).await {
+        Err(SourceError::Oci(OciError::LayerNotFound { available, .. })) => {
+            assert_eq!(available, vec![FLUX_CONTENT_MEDIA_TYPE.to_owned()])
+        }
+        other => panic!("expected LayerNotFound, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn htpasswd_registry_basic_auth_wrong_credentials_and_docker_config() -> TestResult {
+    let registry = OciRegistry::builder().basic_auth("flux", "s3cret-pass").start()?;
+    let url = registry.oci_url("secure/app");
+    let dir = content("1");
+    let good = OciAuth::Basic {
+        username: "flux".into(),
+        password: "s3cret-pass".into(),
+    };
+
+    // Pushing without credentials is refused.
+    match push_artifact(&url, dir.path(), &push_opts("v1")).await {
+        Err(SourceError::AuthenticationFailed { .. }) => {}
+        other => panic!("expected AuthenticationFailed, got {other:?}"),
+    }
+    let mut opts = push_opts("v1");
+    opts.auth = good.clone();
+    let pushed = push_artifact(&url, dir.path(), &opts).await?;
+
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(&url, object());
+    source.insecure = true;
+    source.reference.tag = Some("v1".into());
+    for auth in [
+        OciAuth::Anonymous,
+        OciAuth::Basic {
+            username: "flux".into(),
+            password: "wrong-pass".into(),
+        },
+    ] {
+        source.auth = auth;
+        match source.acquire(None, &store).await {
+            Err(err @ SourceError::AuthenticationFailed { .. }) => {
+                assert_eq!(err.reason(), "AuthenticationFailed");
+                assert!(!err.to_string().contains("wrong-pass"), "{err}");
+            }
+            other => panic!("expected AuthenticationFailed, got {other:?}"),
+        }
+    }
+
+    // Credentials from a docker config.json, as in a dockerconfigjson pull secret.
+    let config = format!(
+        r#"{{"auths":{{"{}":{{"username":"flux","password":"s3cret-pass"}}}}}}"#,
+        registry.host()
+    );
+    source.auth = OciAuth::from_docker_config(config.as_bytes(), &registry.host())?;
+    let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), format!("v1@{}", pushed.digest));
+
+    // Semver over an authenticated tag list (Masterminds reads `v1` as 1.0.0).
+    source.reference.semver = Some("^1".into());
+    let b = source.acquire(Some(&a), &store).await?;
+    assert_eq!(b, Acquired::Unchanged(a));
+    Ok(())
+}
