@@ -3,12 +3,12 @@
 use crate::{changeset::ChangeSet, health::Status, object::ObjectRef};
 
 /// An apply (or prune, or wait) that stopped early: the failure, and the change set of what
-/// had been done up to then.
+/// had been done up to then. It displays as its failure (which names the object and the
+/// cause), so it reports no `source` of its own: error chains print each cause once.
 #[derive(Debug, thiserror::Error)]
 #[error("{failure}")]
 pub struct ApplyError {
     /// What failed.
-    #[source]
     pub failure: ApplyFailure,
     /// What had been done before the failure, in order.
     pub partial: ChangeSet,

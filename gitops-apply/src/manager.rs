@@ -101,8 +101,7 @@ pub struct Reconciled {
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
 pub struct ReconcileError {
-    /// What failed.
-    #[source]
+    /// What failed (displayed as this error, so not repeated as its source).
     pub error: ApplyError,
     /// The inventory to record: the previous one plus whatever was applied before the failure.
     pub inventory: Inventory,

@@ -15,7 +15,7 @@ use gitops_apply::{
 /// Arguments of `gitops apply`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The directory to render and apply (plain YAML files, read recursively).
+    /// The directory to render and apply: a kustomization, or plain YAML files (read recursively).
     pub dir: PathBuf,
     /// The kubeconfig of the cluster to apply to (default: KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long)]

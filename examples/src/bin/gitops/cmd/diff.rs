@@ -16,7 +16,7 @@ use gitops_apply::{
 /// Arguments of `gitops diff`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The directory to render and compare (plain YAML files, read recursively).
+    /// The directory to render and compare: a kustomization, or plain YAML files (read recursively).
     pub dir: PathBuf,
     /// The kubeconfig of the cluster to compare with (default: KUBECONFIG, ~/.kube/config, in-cluster).
     #[arg(long)]
@@ -79,22 +79,27 @@ pub async fn client(
     })
 }
 
-/// Reads every `*.yaml` / `*.yml` file under `dir` (sorted by path, hidden entries skipped) as
-/// a multi-document stream of objects.
+/// Renders `dir`: with gitops-render's Kustomize engine when it holds a kustomization
+/// (`kustomization.yaml`, `kustomization.yml` or `Kustomization`), else by reading every
+/// `*.yaml` / `*.yml` file under it (sorted by path, hidden entries skipped) as a
+/// multi-document stream of objects.
 pub fn read_dir_objects(dir: &Path) -> anyhow::Result<Vec<DynamicObject>> {
+    let is_kustomization = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .any(|name| dir.join(name).is_file());
+    if is_kustomization {
+        use gitops_render::Renderer as _;
+        let rendered = gitops_render::kustomize::KustomizeRenderer::default()
+            .render(&gitops_render::RenderInput::new(dir, "."))
+            .with_context(|| format!("building the kustomization in {}", dir.display()))?;
+        for warning in &rendered.warnings {
+            eprintln!("Warning: {warning}");
+        }
+        return Ok(rendered.objects.into_iter().map(|o| o.object).collect());
+    }
     let mut files = Vec::new();
     collect_yaml_files(dir, &mut files)?;
     files.sort();
-    if files.iter().any(|f| {
-        f.file_name().is_some_and(|n| {
-            n == "kustomization.yaml" || n == "kustomization.yml" || n == "Kustomization"
-        })
-    }) {
-        anyhow::bail!(
-            "{} holds a kustomization: rendering it needs the Kustomize engine, which `gitops apply`/`gitops diff` do not use yet; pass a directory of plain YAML (for example the output of `gitops build`)",
-            dir.display()
-        );
-    }
     let mut objects = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
