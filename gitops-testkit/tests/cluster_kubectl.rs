@@ -265,3 +265,65 @@ async fn kubectl_verifies_the_tls_server_against_the_kubeconfig_ca() {
     let out = k.ok(&["get", "namespaces", "-o", "name"], None);
     assert!(out.lines().any(|l| l == "namespace/default"), "{out}");
 }
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Gadget, plural: gadgets, singular: gadget, shortNames: [gd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, minimum: 1}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_serves_custom_resources_with_printer_columns() {
+    let c = TestCluster::start(TestClusterOptions::default())
+        .await
+        .expect("start");
+    let k = Kubectl::new(&c);
+    k.ok(&["apply", "--server-side", "-f", "-"], Some(CRD));
+    k.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/gadgets.example.com",
+            "--timeout=10s",
+        ],
+        None,
+    );
+    let gadget = "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g1\n  namespace: default\nspec:\n  size: 4\n";
+    k.ok(&["apply", "-f", "-"], Some(gadget));
+    let table = k.ok(&["get", "gd"], None);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], vec!["NAME", "SIZE", "AGE"], "{table}");
+    assert_eq!(rows[1][..2].to_vec(), vec!["g1", "4"], "{table}");
+    let bad = "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g2\n  namespace: default\nspec:\n  size: 0\n";
+    let (ok, _, err) = k.run(&["apply", "-f", "-"], Some(bad));
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+        ),
+        "{err}"
+    );
+}
