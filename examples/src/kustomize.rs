@@ -389,6 +389,8 @@ fn error_policy(
 struct Failure {
     reason: &'static str,
     message: String,
+    /// The source is not there yet: no event, check again after the dependency delay (as Flux).
+    source_not_ready: bool,
 }
 
 impl Failure {
@@ -396,6 +398,14 @@ impl Failure {
         Self {
             reason,
             message: message.into(),
+            source_not_ready: false,
+        }
+    }
+
+    fn source_not_ready(message: impl Into<String>) -> Self {
+        Self {
+            source_not_ready: true,
+            ..Self::new("ArtifactFailed", message)
         }
     }
 }
@@ -519,6 +529,9 @@ pub async fn reconcile(
                 );
             }
             patch_status(&api, &ks, &status).await?;
+            if failure.source_not_ready {
+                return Ok(Action::requeue(ctx.requeue_dependency));
+            }
             ctx.events.record(
                 &*ks,
                 Severity::Error,
@@ -593,10 +606,9 @@ async fn run_pipeline(
     let repo = match repos.get_opt(&spec.source_ref.name).await {
         Ok(Some(r)) => r,
         Ok(None) => {
-            return Err(Failure::new(
-                "ArtifactFailed",
-                format!("Source '{source_id}' not found"),
-            ));
+            return Err(Failure::source_not_ready(format!(
+                "Source '{source_id}' not found"
+            )));
         }
         Err(e) => {
             return Err(Failure::new(
@@ -606,10 +618,9 @@ async fn run_pipeline(
         }
     };
     let Some(artifact) = repo.status.as_ref().and_then(|s| s.artifact.clone()) else {
-        return Err(Failure::new(
-            "ArtifactFailed",
-            format!("Source '{source_id}' is not ready, artifact not found"),
-        ));
+        return Err(Failure::source_not_ready(format!(
+            "Source '{source_id}' is not ready, artifact not found"
+        )));
     };
     let revision = artifact.revision.clone();
     status.last_attempted_revision = Some(revision.clone());

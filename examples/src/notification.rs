@@ -186,6 +186,7 @@ pub struct ReceiverStatus {
 #[derive(Clone, Default)]
 pub struct EventHub {
     current: Arc<RwLock<Option<Dispatcher>>>,
+    alerts: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -195,12 +196,19 @@ impl std::fmt::Debug for EventHub {
 }
 
 impl EventHub {
-    fn replace(&self, dispatcher: Dispatcher) {
+    /// How many Alerts the current dispatcher serves.
+    pub fn alerts(&self) -> usize {
+        self.alerts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn replace(&self, dispatcher: Dispatcher, alerts: usize) {
         let old = self
             .current
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .replace(dispatcher);
+        self.alerts
+            .store(alerts, std::sync::atomic::Ordering::SeqCst);
         if let Some(old) = old {
             tokio::spawn(async move { old.shutdown().await });
         }
@@ -327,14 +335,17 @@ pub async fn provider_config(
     Ok(config)
 }
 
-/// Builds a dispatcher from the current Providers and Alerts. Providers or Alerts that are
-/// invalid are left out (and logged).
+/// Builds a dispatcher from the current Providers and Alerts, and counts the Alerts it
+/// serves (with their Provider). Providers or Alerts that are invalid are left out (and
+/// logged).
 pub async fn build_dispatcher(
     client: &Client,
     providers: &[Arc<Provider>],
     alerts: &[Arc<Alert>],
-) -> Dispatcher {
+) -> (Dispatcher, usize) {
     let mut builder = Dispatcher::builder();
+    let mut count = 0;
+    let mut served = std::collections::HashSet::new();
     for provider in providers {
         if provider.spec.suspend == Some(true) {
             continue;
@@ -347,7 +358,8 @@ pub async fn build_dispatcher(
         match provider_config(client, provider).await {
             Ok(config) => match build_notifier(&config) {
                 Ok(notifier) => {
-                    builder = builder.provider(key, notifier, ProviderOptions::default())
+                    served.insert(key.clone());
+                    builder = builder.provider(key, notifier, ProviderOptions::default());
                 }
                 Err(error) => tracing::warn!(provider = %key, %error, "building the provider"),
             },
@@ -360,8 +372,9 @@ pub async fn build_dispatcher(
             Ok(v) => v,
             Err(_) => continue,
         };
-        value["providerRef"]["name"] =
-            format!("{namespace}/{}", alert.spec.provider_ref.name).into();
+        let provider_key = format!("{namespace}/{}", alert.spec.provider_ref.name);
+        let has_provider = served.contains(&provider_key);
+        value["providerRef"]["name"] = provider_key.into();
         let spec: EventsAlertSpec = match serde_json::from_value(value) {
             Ok(s) => s,
             Err(error) => {
@@ -370,11 +383,14 @@ pub async fn build_dispatcher(
             }
         };
         match CompiledAlert::from_spec(&namespace, alert.name_any(), &spec) {
-            Ok(compiled) => builder = builder.alert(compiled),
+            Ok(compiled) => {
+                count += usize::from(has_provider && alert.spec.suspend != Some(true));
+                builder = builder.alert(compiled);
+            }
             Err(error) => tracing::warn!(alert = %alert.name_any(), %error, "compiling the alert"),
         }
     }
-    builder.build()
+    (builder.build(), count)
 }
 
 /// Keeps `hub`'s dispatcher in step with the cluster's Providers and Alerts until the watches
@@ -394,9 +410,9 @@ pub async fn sync_dispatcher(client: Client, hub: EventHub, config: watcher::Con
         .boxed();
     let mut changes = futures::stream::select(providers, alerts);
     while changes.next().await.is_some() {
-        let dispatcher =
+        let (dispatcher, alerts) =
             build_dispatcher(&client, &provider_store.state(), &alert_store.state()).await;
-        hub.replace(dispatcher);
+        hub.replace(dispatcher, alerts);
     }
 }
 

@@ -252,6 +252,11 @@ impl Controllers {
         })
     }
 
+    /// How many Alerts the event endpoint currently dispatches to.
+    pub fn alerts(&self) -> usize {
+        self.hub.alerts()
+    }
+
     /// Stops the controllers, delivers the notifications already queued, and stops the servers.
     pub async fn shutdown(self) {
         for task in &self.tasks {
