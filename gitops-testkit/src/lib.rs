@@ -10,8 +10,11 @@
 //! - `GitFixture`, which builds repositories with commits, branches, tags and submodules.
 //!
 //! A launcher whose binary is missing fails with the name of the package to install.
-//! The in-process Kubernetes API server (`TestCluster`) arrives with issue #6.
+//! [`cluster::TestCluster`] is an in-process Kubernetes API server with kube-apiserver's
+//! semantics (discovery, watch, server-side apply, CRDs); `FIDELITY.md` lists what it covers.
 
 pub mod cluster;
 pub mod fixture;
 pub mod servers;
+
+pub use cluster::{TestCluster, TestClusterOptions};
