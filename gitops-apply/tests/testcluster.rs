@@ -762,3 +762,32 @@ async fn a_remote_cluster_from_a_kubeconfig_file() {
         .expect("applies");
     assert_eq!(done.count(Action::Created), 2);
 }
+
+#[tokio::test]
+async fn a_new_crd_in_an_already_discovered_group_is_found() {
+    let (_cluster, client) = start(TestClusterOptions::default()).await;
+    let rm = ResourceManager::new(client, owner());
+    let mut set = testdata("crd-and-cr.yaml");
+    rm.apply_all_staged(&set, &ApplyOptions::default())
+        .await
+        .expect("applies");
+    // Same group and version, new kind: the cached discovery of example.com/v1 lacks it.
+    set.extend(objects(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: gadgets.example.com\nspec:\n  group: example.com\n  names:\n    kind: Gadget\n    listKind: GadgetList\n    plural: gadgets\n    singular: gadget\n  scope: Cluster\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n---\n\
+         apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: lever\n  namespace: stray\n",
+    ));
+    let second = rm
+        .apply_all_staged(&set, &ApplyOptions::default())
+        .await
+        .expect("applies");
+    assert_eq!(
+        lines(&second),
+        vec![
+            "CustomResourceDefinition/gadgets.example.com created",
+            "CustomResourceDefinition/widgets.example.com unchanged",
+            // Cluster-scoped: the stray namespace is dropped.
+            "Gadget/lever created",
+            "Widget/default/gear unchanged",
+        ]
+    );
+}
