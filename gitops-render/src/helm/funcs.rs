@@ -1359,20 +1359,26 @@ pub fn func_map() -> FuncMap {
         "b32dec",
         "urlJoin",
         "randBytes",
-        "mustRegexFind",
-        "mustRegexFindAll",
-        "mustRegexReplaceAll",
-        "mustRegexReplaceAllLiteral",
-        "mustRegexSplit",
         "mustSlice",
-        "mustChunk",
-        "mustWithout",
-        "mustDig",
         "fromToml",
         "mustFromYaml",
     ] {
         if !m.contains_key(name) {
             m.insert(name, unsupported);
+        }
+    }
+    // Sprig's must* variants return the error instead of panicking; ours always return it.
+    for (alias, base) in [
+        ("mustRegexFind", "regexFind"),
+        ("mustRegexFindAll", "regexFindAll"),
+        ("mustRegexReplaceAll", "regexReplaceAll"),
+        ("mustRegexReplaceAllLiteral", "regexReplaceAllLiteral"),
+        ("mustRegexSplit", "regexSplit"),
+        ("mustChunk", "chunk"),
+        ("mustWithout", "without"),
+    ] {
+        if let Some(f) = m.get(base).copied() {
+            m.insert(alias, f);
         }
     }
     super::crypto::register(&mut m);
