@@ -523,6 +523,9 @@ pub fn func_map() -> FuncMap {
         if n < 0 {
             return Err("strings: negative Repeat count".into());
         }
+        if (n as u128) * (s(a, 1).len() as u128) > MAX_GENERATED as u128 {
+            return Err(format!("repeat would produce more than {MAX_GENERATED} bytes").into());
+        }
         Ok(Value::from(s(a, 1).repeat(n as usize)))
     });
     f!("substr", |_, a| {
@@ -569,7 +572,8 @@ pub fn func_map() -> FuncMap {
         if w < 4 || x.len() as i64 <= w {
             return Ok(Value::from(x));
         }
-        Ok(Value::from(format!("{}...", &x[..(w - 3) as usize])))
+        let head = String::from_utf8_lossy(&x.as_bytes()[..(w - 3) as usize]).into_owned();
+        Ok(Value::from(format!("{head}...")))
     });
     f!("initials", |_, a| {
         arity("initials", a, 1)?;
@@ -1735,9 +1739,16 @@ fn go_expand_template(s: &str) -> String {
     s.to_string()
 }
 
+/// The most bytes (or list items) one function call may generate.
+const MAX_GENERATED: usize = 64 * 1024 * 1024;
+
 fn until_step(start: i64, stop: i64, step: i64) -> Value {
     let mut v = Vec::new();
     if step == 0 {
+        return Value::from(v);
+    }
+    let count = (i128::from(stop) - i128::from(start)) / i128::from(step);
+    if count > MAX_GENERATED as i128 {
         return Value::from(v);
     }
     let mut i = start;
@@ -1765,7 +1776,8 @@ fn seq(a: &[Value]) -> Vec<Value> {
     };
     let step = if p.len() < 3 && end < start { -1 } else { step };
     let mut out = Vec::new();
-    if step == 0 {
+    if step == 0 || (i128::from(end) - i128::from(start)) / i128::from(step) > MAX_GENERATED as i128
+    {
         return out;
     }
     let mut i = start;
@@ -2080,11 +2092,14 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
         }
         let mut width: Option<usize> = None;
         while i < chars.len() && chars[i].is_ascii_digit() {
-            width = Some(width.unwrap_or(0) * 10 + chars[i].to_digit(10).unwrap_or(0) as usize);
+            width = Some(
+                (width.unwrap_or(0) * 10 + chars[i].to_digit(10).unwrap_or(0) as usize)
+                    .min(1 << 20),
+            );
             i += 1;
         }
         if i < chars.len() && chars[i] == '*' {
-            width = args.get(argi).map(|v| to_i64(v).max(0) as usize);
+            width = args.get(argi).map(|v| to_i64(v).clamp(0, 1 << 20) as usize);
             argi += 1;
             i += 1;
         }
@@ -2093,7 +2108,10 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             i += 1;
             prec = Some(0);
             while i < chars.len() && chars[i].is_ascii_digit() {
-                prec = Some(prec.unwrap_or(0) * 10 + chars[i].to_digit(10).unwrap_or(0) as usize);
+                prec = Some(
+                    (prec.unwrap_or(0) * 10 + chars[i].to_digit(10).unwrap_or(0) as usize)
+                        .min(1 << 20),
+                );
                 i += 1;
             }
         }

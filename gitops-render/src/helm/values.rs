@@ -360,7 +360,11 @@ pub fn parse_set(s: &str, base: &Value, kind: SetKind) -> Result<(), HelmError> 
         kind,
         orig: s.to_string(),
     };
-    let m = base.as_map().expect("values are a map").clone();
+    let Some(m) = base.as_map().cloned() else {
+        return Err(HelmError::Values(
+            "--set needs a map of values to set into".into(),
+        ));
+    };
     p.parse_into(&m)
 }
 
