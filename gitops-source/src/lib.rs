@@ -81,7 +81,9 @@ pub use artifact::{Acquired, Artifact, Source};
 pub use error::SourceError;
 pub use fetch::{FetchLimits, Fetched, fetch_artifact};
 pub use git::{GitAuth, GitReference, GitSource, ProxySettings};
-pub use oci::{LayerOperation, LayerSelector, OciAuth, OciReference, OciSource, PushOptions, push_artifact};
+pub use oci::{
+    LayerOperation, LayerSelector, OciAuth, OciReference, OciSource, PushOptions, push_artifact,
+};
 pub use revision::{Algorithm, Digest, Revision};
 pub use server::ArtifactServer;
 pub use store::{ArtifactStore, ObjectRef, Retention};

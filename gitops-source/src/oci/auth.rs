@@ -153,7 +153,8 @@ mod tests {
 
     #[test]
     fn docker_config_username_password_and_token() {
-        let json = br#"{"auths":{"reg:1":{"username":"u","password":"p"},"reg:2":{"registrytoken":"t"}}}"#;
+        let json =
+            br#"{"auths":{"reg:1":{"username":"u","password":"p"},"reg:2":{"registrytoken":"t"}}}"#;
         assert_eq!(
             OciAuth::from_docker_config(json, "reg:1").expect("parses"),
             OciAuth::Basic {

@@ -216,8 +216,15 @@ impl OciRepositoryUrl {
         if registry.is_empty() || repository.is_empty() {
             return Err(invalid("missing registry host or repository path"));
         }
-        if repository.contains('@') || repository.rsplit('/').next().is_some_and(|last| last.contains(':')) {
-            return Err(invalid("the URL must not contain a tag or digest; use the reference"));
+        if repository.contains('@')
+            || repository
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'))
+        {
+            return Err(invalid(
+                "the URL must not contain a tag or digest; use the reference",
+            ));
         }
         let ok = repository.split('/').all(|seg| {
             !seg.is_empty()
@@ -241,7 +248,11 @@ impl OciRepositoryUrl {
 
     /// A reference to `tag` in this repository.
     pub fn with_tag(&self, tag: &str) -> Reference {
-        Reference::with_tag(self.registry.clone(), self.repository.clone(), tag.to_owned())
+        Reference::with_tag(
+            self.registry.clone(),
+            self.repository.clone(),
+            tag.to_owned(),
+        )
     }
 
     /// A reference to `digest` in this repository.
@@ -331,9 +342,9 @@ pub(crate) fn map_oci_error(
                 })
             }
         }
-        E::ServerError { code: 401 | 403, .. } => {
-            auth("the registry refused the credentials".into())
-        }
+        E::ServerError {
+            code: 401 | 403, ..
+        } => auth("the registry refused the credentials".into()),
         E::ServerError { code: 404, .. } => not_found(),
         E::RequestError(e) if e.is_timeout() => SourceError::Network {
             url: reference.to_owned(),
@@ -413,8 +424,11 @@ impl OciSource {
     ) -> Result<(Option<String>, Reference), SourceError> {
         let auth = self.auth.to_registry_auth();
         if let Some(digest) = &self.reference.digest {
-            Digest::new(crate::revision::Algorithm::Sha256, digest.trim_start_matches("sha256:"))
-                .map_err(|e| SourceError::InvalidSpec(format!("digest {digest:?}: {e}")))?;
+            Digest::new(
+                crate::revision::Algorithm::Sha256,
+                digest.trim_start_matches("sha256:"),
+            )
+            .map_err(|e| SourceError::InvalidSpec(format!("digest {digest:?}: {e}")))?;
             return Ok((None, repo.with_digest(digest)));
         }
         if let Some(range) = &self.reference.semver {
@@ -504,7 +518,11 @@ impl OciSource {
                 .ok_or_else(|| OciError::LayerNotFound {
                     reference: pinned_name.clone(),
                     media_type: mt.clone(),
-                    available: manifest.layers.iter().map(|l| l.media_type.clone()).collect(),
+                    available: manifest
+                        .layers
+                        .iter()
+                        .map(|l| l.media_type.clone())
+                        .collect(),
                 })?,
             None => manifest.layers.first().ok_or_else(|| OciError::NoLayers {
                 reference: pinned_name.clone(),
@@ -551,20 +569,17 @@ impl OciSource {
         let stored = tokio::task::spawn_blocking(move || -> Result<_, SourceError> {
             match operation {
                 LayerOperation::Copy => {
-                    let mut f = std::fs::File::open(&blob_path).map_err(|source| {
-                        SourceError::Io {
+                    let mut f =
+                        std::fs::File::open(&blob_path).map_err(|source| SourceError::Io {
                             path: blob_path.clone(),
                             source,
-                        }
-                    })?;
+                        })?;
                     Ok(store_owned.write_file(&object, &file_name, &mut f)?)
                 }
                 LayerOperation::Extract => {
-                    let f = std::fs::File::open(&blob_path).map_err(|source| {
-                        SourceError::Io {
-                            path: blob_path.clone(),
-                            source,
-                        }
+                    let f = std::fs::File::open(&blob_path).map_err(|source| SourceError::Io {
+                        path: blob_path.clone(),
+                        source,
                     })?;
                     let dest: PathBuf = work.path().join("content");
                     std::fs::create_dir_all(&dest).map_err(|source| SourceError::Io {

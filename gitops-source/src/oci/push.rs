@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use oci_client::RegistryOperation;
 use oci_client::client::{Config, ImageLayer};
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
-use oci_client::RegistryOperation;
 
 use super::{
     ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_SOURCE, FLUX_CONFIG_MEDIA_TYPE,
@@ -120,8 +120,11 @@ pub async fn push_artifact(
 
     let layer = ImageLayer::new(layer_bytes, FLUX_CONTENT_MEDIA_TYPE.to_owned(), None);
     let config = Config::new(b"{}".to_vec(), FLUX_CONFIG_MEDIA_TYPE.to_owned(), None);
-    let mut manifest =
-        OciImageManifest::build(std::slice::from_ref(&layer), &config, Some(annotations.clone()));
+    let mut manifest = OciImageManifest::build(
+        std::slice::from_ref(&layer),
+        &config,
+        Some(annotations.clone()),
+    );
     manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_owned());
     let layer_digest = manifest
         .layers
