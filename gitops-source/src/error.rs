@@ -98,6 +98,9 @@ pub enum SourceError {
     /// An OCI registry operation failed (see [`crate::oci::OciError`]).
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+    /// A Helm repository or chart operation failed (see [`crate::helm::HelmError`]).
+    #[error(transparent)]
+    Helm(#[from] crate::helm::HelmError),
     /// Local filesystem work (checkout, temporary directories) failed.
     #[error("I/O on {path}: {source}")]
     Io {
@@ -127,6 +130,7 @@ impl SourceError {
             SourceError::Ignore(_) => "InvalidIgnoreRules",
             SourceError::Io { .. } => "IOError",
             SourceError::Oci(_) => "OCIOperationFailed",
+            SourceError::Helm(_) => "IndexationFailed",
         }
     }
 }

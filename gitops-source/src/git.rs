@@ -69,7 +69,8 @@ pub struct GitAuth {
     pub basic: Option<(String, String)>,
     /// An HTTP bearer token (`Authorization: Bearer …`).
     pub bearer_token: Option<String>,
-    /// PEM CA certificates to trust for HTTPS, in addition to none other (like `ca.crt`).
+    /// PEM CA certificates to trust for HTTPS (Flux's `ca.crt`), in addition to the system's
+    /// trust roots.
     pub ca_pem: Option<Vec<u8>>,
     /// PEM client certificate and key for mutual TLS (`tls.crt` + `tls.key`).
     pub client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
@@ -452,7 +453,7 @@ impl GitSource {
                     builder = builder.timeout(timeout).connect_timeout(timeout);
                 if let Some(ca) = &auth.ca_pem {
                     let certs = reqwest::Certificate::from_pem_bundle(ca).map_err(gix::Error::from_error)?;
-                    builder = builder.tls_certs_only(certs);
+                    builder = builder.tls_certs_merge(certs);
                 }
                 if let Some((cert, key)) = &auth.client_identity_pem {
                     let mut pem = cert.clone();

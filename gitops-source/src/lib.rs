@@ -58,6 +58,7 @@
 //! | [`server`] | [`ArtifactServer`]: GET/HEAD/ranges over axum, no listings, no traversal |
 //! | [`fetch`] | [`fetch_artifact`]: timeout and retries, digest verified before extraction, safe extraction with caps |
 //! | [`git`] | [`GitSource`] on gix: reference precedence, shallow fetch, ls-refs short cut, sparse checkout, submodules, auth |
+//! | [`helm`] | [`HelmRepositorySource`] (index.yaml, size limit, one streaming parse) and [`HelmChartSource`] (repository chart with digest check, or a chart directory in an artifact; values files; Flux revision suffixes) |
 //! | [`oci`] | [`OciSource`] on oci-client: tag/semver/digest, layer selector, Basic/bearer/docker config auth, manifest-digest short cut; [`push_artifact`] as `flux push artifact` |
 //!
 //! Errors are one enum, [`SourceError`], whose variants name the URL, reference or path and
@@ -70,6 +71,7 @@ pub mod artifact;
 pub mod error;
 pub mod fetch;
 pub mod git;
+pub mod helm;
 pub mod oci;
 pub mod revision;
 pub mod semver;
@@ -81,6 +83,7 @@ pub use artifact::{Acquired, Artifact, Source};
 pub use error::SourceError;
 pub use fetch::{FetchLimits, Fetched, fetch_artifact};
 pub use git::{GitAuth, GitReference, GitSource, ProxySettings};
+pub use helm::{ChartOrigin, HelmChartSource, HelmHttp, HelmRepositorySource, ReconcileStrategy};
 pub use oci::{
     LayerOperation, LayerSelector, OciAuth, OciReference, OciSource, PushOptions, push_artifact,
 };
