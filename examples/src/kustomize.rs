@@ -415,6 +415,12 @@ async fn patch_status(
     ks: &Kustomization,
     status: &KustomizationStatus,
 ) -> Result<(), KustomizationError> {
+    crate::metrics::record_condition(
+        "Kustomization",
+        &ks.namespace().unwrap_or_default(),
+        &ks.name_any(),
+        &status.conditions,
+    );
     let patch = serde_json::json!({ "status": status });
     api.patch_status(
         &ks.name_any(),
@@ -431,8 +437,27 @@ async fn patch_status(
     Ok(())
 }
 
-/// One reconcile of a Kustomization.
+/// One reconcile of a Kustomization, measured (`gotk_reconcile_duration_seconds`,
+/// `gotk_suspend_status`).
 pub async fn reconcile(
+    ks: Arc<Kustomization>,
+    ctx: Arc<KustomizationContext>,
+) -> Result<Action, KustomizationError> {
+    let started = std::time::Instant::now();
+    let namespace = ks.namespace().unwrap_or_default();
+    let name = ks.name_any();
+    crate::metrics::record_suspend(
+        "Kustomization",
+        &namespace,
+        &name,
+        ks.spec.suspend == Some(true),
+    );
+    let result = reconcile_once(ks, ctx).await;
+    crate::metrics::record_duration("Kustomization", &namespace, &name, started.elapsed());
+    result
+}
+
+async fn reconcile_once(
     ks: Arc<Kustomization>,
     ctx: Arc<KustomizationContext>,
 ) -> Result<Action, KustomizationError> {

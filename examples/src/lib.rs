@@ -18,6 +18,7 @@ pub mod crds;
 pub mod events;
 pub mod kustomize;
 pub mod meta;
+pub mod metrics;
 pub mod notification;
 pub mod quickstart;
 pub mod runtime;

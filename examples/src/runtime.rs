@@ -51,8 +51,14 @@ pub enum RuntimeError {
 pub struct ControllerOptions {
     /// The artifact store directory (default: a temporary directory removed on shutdown).
     pub store_dir: Option<PathBuf>,
-    /// The address the artifact, event and receiver servers bind (port 0 each).
+    /// The address the artifact, event and receiver servers bind.
     pub bind: IpAddr,
+    /// The artifact server's port (0: any free port).
+    pub artifact_port: u16,
+    /// The event endpoint's port (0: any free port).
+    pub events_port: u16,
+    /// The receiver endpoint's port (0: any free port).
+    pub receiver_port: u16,
     /// The hostname written into artifact URLs (default: the bound address).
     pub advertise: Option<String>,
     /// Which objects the controllers watch (`--watch-label-selector`).
@@ -70,6 +76,9 @@ impl Default for ControllerOptions {
         Self {
             store_dir: None,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            artifact_port: 0,
+            events_port: 0,
+            receiver_port: 0,
             advertise: None,
             watch_label_selector: None,
             concurrency: 4,
@@ -107,8 +116,9 @@ impl std::fmt::Debug for Controllers {
 async fn bind(
     what: &'static str,
     ip: IpAddr,
+    port: u16,
 ) -> Result<(tokio::net::TcpListener, SocketAddr), RuntimeError> {
-    let addr = SocketAddr::new(ip, 0);
+    let addr = SocketAddr::new(ip, port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RuntimeError::Bind { what, addr, source })?;
@@ -117,6 +127,15 @@ async fn bind(
             .local_addr()
             .map_err(|source| RuntimeError::Bind { what, addr, source })?;
     Ok((listener, local))
+}
+
+/// The host to reach a listener on this machine (loopback for an unspecified address).
+fn local_host(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    }
 }
 
 fn url_of(host: &str, addr: SocketAddr) -> url::Url {
@@ -149,11 +168,12 @@ impl Controllers {
         };
         let mut servers = Vec::new();
 
-        let (artifact_listener, artifact_addr) = bind("artifact", options.bind).await?;
+        let (artifact_listener, artifact_addr) =
+            bind("artifact", options.bind, options.artifact_port).await?;
         let host = options
             .advertise
             .clone()
-            .unwrap_or_else(|| artifact_addr.ip().to_string());
+            .unwrap_or_else(|| local_host(artifact_addr));
         let artifact_url = url_of(&host, artifact_addr);
         let store = ArtifactStore::new(&store_dir)
             .map_err(|e| RuntimeError::Store {
@@ -170,8 +190,8 @@ impl Controllers {
         }));
 
         let hub = EventHub::default();
-        let (event_listener, event_addr) = bind("event", options.bind).await?;
-        let events_url = url_of(&event_addr.ip().to_string(), event_addr);
+        let (event_listener, event_addr) = bind("event", options.bind, options.events_port).await?;
+        let events_url = url_of(&local_host(event_addr), event_addr);
         let router = notification::event_router(hub.clone());
         let shutdown = until_stopped();
         servers.push(tokio::spawn(async move {
@@ -184,8 +204,9 @@ impl Controllers {
         }));
 
         let receivers = ReceiverHub::new(client.clone());
-        let (receiver_listener, receiver_addr) = bind("receiver", options.bind).await?;
-        let receiver_url = url_of(&receiver_addr.ip().to_string(), receiver_addr);
+        let (receiver_listener, receiver_addr) =
+            bind("receiver", options.bind, options.receiver_port).await?;
+        let receiver_url = url_of(&local_host(receiver_addr), receiver_addr);
         let router = receivers.router();
         let shutdown = until_stopped();
         servers.push(tokio::spawn(async move {

@@ -302,6 +302,12 @@ async fn patch_status(
     repo: &GitRepository,
     status: &GitRepositoryStatus,
 ) -> Result<(), GitRepositoryError> {
+    crate::metrics::record_condition(
+        "GitRepository",
+        &repo.namespace().unwrap_or_default(),
+        &repo.name_any(),
+        &status.conditions,
+    );
     let patch = serde_json::json!({ "status": status });
     api.patch_status(
         &repo.name_any(),
@@ -318,8 +324,27 @@ async fn patch_status(
     Ok(())
 }
 
-/// One reconcile of a GitRepository.
+/// One reconcile of a GitRepository, measured (`gotk_reconcile_duration_seconds`,
+/// `gotk_suspend_status`).
 pub async fn reconcile(
+    repo: Arc<GitRepository>,
+    ctx: Arc<GitRepositoryContext>,
+) -> Result<Action, GitRepositoryError> {
+    let started = std::time::Instant::now();
+    let namespace = repo.namespace().unwrap_or_default();
+    let name = repo.name_any();
+    crate::metrics::record_suspend(
+        "GitRepository",
+        &namespace,
+        &name,
+        repo.spec.suspend == Some(true),
+    );
+    let result = reconcile_once(repo, ctx).await;
+    crate::metrics::record_duration("GitRepository", &namespace, &name, started.elapsed());
+    result
+}
+
+async fn reconcile_once(
     repo: Arc<GitRepository>,
     ctx: Arc<GitRepositoryContext>,
 ) -> Result<Action, GitRepositoryError> {
