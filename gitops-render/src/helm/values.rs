@@ -350,6 +350,8 @@ pub enum SetKind {
     String,
     /// `--set-json`: the value is JSON.
     Json,
+    /// `--set-literal` and `--set-file`: the rest of the argument is one string, verbatim.
+    Literal,
 }
 
 /// Parses one `--set` argument into `base`.
@@ -432,6 +434,11 @@ impl SetParser {
     }
 
     fn value_text(&mut self) -> String {
+        if self.kind == SetKind::Literal {
+            let s: String = self.chars[self.i.min(self.chars.len())..].iter().collect();
+            self.i = self.chars.len();
+            return s;
+        }
         if self.kind == SetKind::Json {
             // JSON runs to the end (or a top-level comma).
             let start = self.i;
@@ -470,7 +477,7 @@ impl SetParser {
     fn make_value(&self, text: &str) -> Result<Value, HelmError> {
         match self.kind {
             SetKind::Json => super::yaml::parse_json(text).map_err(|e| self.err(&e.0)),
-            SetKind::String => Ok(typed_val(text, true)),
+            SetKind::String | SetKind::Literal => Ok(typed_val(text, true)),
             SetKind::Typed => Ok(typed_val(text, false)),
         }
     }
@@ -490,7 +497,9 @@ impl SetParser {
             }
             Some('=') => {
                 // Lists in braces: a={x,y}
-                if self.kind != SetKind::Json && self.chars.get(self.i) == Some(&'{') {
+                if !matches!(self.kind, SetKind::Json | SetKind::Literal)
+                    && self.chars.get(self.i) == Some(&'{')
+                {
                     self.i += 1;
                     let (inner, _) = self.run_until(&['}']);
                     let items: Vec<Value> = inner
@@ -607,5 +616,11 @@ mod tests {
         let base = Value::new_map();
         parse_set(r#"a={"x":[1,2]}"#, &base, SetKind::Json).expect("parse");
         assert_eq!(crate::helm::yaml::to_json(&base), r#"{"a":{"x":[1,2]}}"#);
+        let base = Value::new_map();
+        parse_set("f.g={not,a,list}\n", &base, SetKind::Literal).expect("parse");
+        assert_eq!(
+            crate::helm::yaml::to_json(&base),
+            r#"{"f":{"g":"{not,a,list}\n"}}"#
+        );
     }
 }

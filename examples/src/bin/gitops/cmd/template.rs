@@ -71,8 +71,7 @@ fn user_values(args: &Args) -> Result<Value, HelmError> {
             path: PathBuf::from(path),
             source: e,
         })?;
-        let escaped = content.replace('\\', "\\\\").replace(',', "\\,");
-        parse_set(&format!("{k}={escaped}"), &base, SetKind::String)?;
+        parse_set(&format!("{k}={content}"), &base, SetKind::Literal)?;
     }
     Ok(base)
 }
