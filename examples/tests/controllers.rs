@@ -724,3 +724,61 @@ async fn a_receiver_gets_its_webhook_path_and_triggers_its_resources() {
     .await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_overrides_target_namespace_prefix_images_and_patches() {
+    let env = Env::start(&[
+        ("deploy/web.yaml", DEPLOYMENT),
+        ("deploy/settings.yaml", &config_map("blue")),
+    ])
+    .await;
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    apply(&namespaces, "tenant", serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant"}})).await;
+    env.git_repository("app", "1h").await;
+    env.kustomization(
+        "apps",
+        serde_json::json!({
+            "path": "./deploy",
+            "targetNamespace": "tenant",
+            "namePrefix": "t1-",
+            "images": [{"name": "nginx", "newTag": "1.28"}],
+            "patches": [{
+                "patch": "- op: replace\n  path: /spec/replicas\n  value: 5\n",
+                "target": {"kind": "Deployment", "name": "web"}
+            }]
+        }),
+    )
+    .await;
+    let ks = ks_ready_at(&env, "apps", &env.repo.head().expect("head")).await;
+    let mut ids: Vec<String> = ks
+        .status
+        .and_then(|s| s.inventory)
+        .expect("inventory")
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "tenant_t1-settings__ConfigMap",
+            "tenant_t1-web_apps_Deployment"
+        ]
+    );
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), "tenant");
+    let spec = deployments
+        .get("t1-web")
+        .await
+        .expect("deployment")
+        .spec
+        .expect("spec");
+    assert_eq!(spec.replicas, Some(5));
+    assert_eq!(
+        spec.template.spec.expect("pod").containers[0]
+            .image
+            .as_deref(),
+        Some("nginx:1.28")
+    );
+    env.stop().await;
+}
