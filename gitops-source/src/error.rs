@@ -101,6 +101,9 @@ pub enum SourceError {
     /// A Helm repository or chart operation failed (see [`crate::helm::HelmError`]).
     #[error(transparent)]
     Helm(#[from] crate::helm::HelmError),
+    /// Listing or downloading a bucket failed (see [`crate::bucket::BucketError`]).
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
     /// Local filesystem work (checkout, temporary directories) failed.
     #[error("I/O on {path}: {source}")]
     Io {
@@ -131,6 +134,7 @@ impl SourceError {
             SourceError::Io { .. } => "IOError",
             SourceError::Oci(_) => "OCIOperationFailed",
             SourceError::Helm(_) => "IndexationFailed",
+            SourceError::Bucket(_) => "BucketOperationFailed",
         }
     }
 }

@@ -58,6 +58,7 @@
 //! | [`server`] | [`ArtifactServer`]: GET/HEAD/ranges over axum, no listings, no traversal |
 //! | [`fetch`] | [`fetch_artifact`]: timeout and retries, digest verified before extraction, safe extraction with caps |
 //! | [`git`] | [`GitSource`] on gix: reference precedence, shallow fetch, ls-refs short cut, sparse checkout, submodules, auth |
+//! | [`bucket`] | [`BucketSource`] on object_store (S3 API): prefix, ignore rules on keys, `sha256` revision over sorted keys and etags, parallel download, unchanged listing downloads nothing |
 //! | [`helm`] | [`HelmRepositorySource`] (index.yaml, size limit, one streaming parse) and [`HelmChartSource`] (repository chart with digest check, or a chart directory in an artifact; values files; Flux revision suffixes) |
 //! | [`oci`] | [`OciSource`] on oci-client: tag/semver/digest, layer selector, Basic/bearer/docker config auth, manifest-digest short cut; [`push_artifact`] as `flux push artifact` |
 //!
@@ -68,6 +69,7 @@
 
 pub mod archive;
 pub mod artifact;
+pub mod bucket;
 pub mod error;
 pub mod fetch;
 pub mod git;
@@ -80,6 +82,7 @@ pub mod sourceignore;
 pub mod store;
 
 pub use artifact::{Acquired, Artifact, Source};
+pub use bucket::{BucketCredentials, BucketSource};
 pub use error::SourceError;
 pub use fetch::{FetchLimits, Fetched, fetch_artifact};
 pub use git::{GitAuth, GitReference, GitSource, ProxySettings};
