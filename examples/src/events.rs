@@ -1,4 +1,5 @@
-//! Posting controller events to the notification endpoint, as Flux's controllers do.
+//! Recording controller events as Flux's controllers do: a Kubernetes Event on the object, and
+//! the same event posted to the notification endpoint.
 
 use gitops_events::{Event, EventEmitter, ObjectReference, Severity};
 use kube::{Resource, ResourceExt};
@@ -8,12 +9,14 @@ use kube::{Resource, ResourceExt};
 #[derive(Clone, Default)]
 pub struct EventRecorder {
     emitter: Option<EventEmitter>,
+    kubernetes: Option<kube::runtime::events::Recorder>,
 }
 
 impl std::fmt::Debug for EventRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventRecorder")
-            .field("enabled", &self.emitter.is_some())
+            .field("notifications", &self.emitter.is_some())
+            .field("kubernetes_events", &self.kubernetes.is_some())
             .finish()
     }
 }
@@ -21,7 +24,21 @@ impl std::fmt::Debug for EventRecorder {
 impl EventRecorder {
     /// A recorder posting through `emitter`, or discarding events when `None`.
     pub fn new(emitter: Option<EventEmitter>) -> Self {
-        Self { emitter }
+        Self {
+            emitter,
+            kubernetes: None,
+        }
+    }
+
+    /// Also records each event as a Kubernetes Event (`events.k8s.io/v1`) reported by
+    /// `controller`.
+    pub fn with_kubernetes_events(mut self, client: kube::Client, controller: &str) -> Self {
+        let reporter = kube::runtime::events::Reporter {
+            controller: controller.to_string(),
+            instance: std::env::var("HOSTNAME").ok(),
+        };
+        self.kubernetes = Some(kube::runtime::events::Recorder::new(client, reporter));
+        self
     }
 
     /// Posts one event about `object`; `revision` becomes the `revision` metadata.
@@ -35,6 +52,25 @@ impl EventRecorder {
     ) where
         K: Resource<DynamicType = ()>,
     {
+        if let Some(recorder) = self.kubernetes.clone() {
+            let reference = object.object_ref(&());
+            let note: String = message.chars().take(1024).collect();
+            let event = kube::runtime::events::Event {
+                type_: match severity {
+                    Severity::Error => kube::runtime::events::EventType::Warning,
+                    _ => kube::runtime::events::EventType::Normal,
+                },
+                reason: reason.to_string(),
+                note: Some(note),
+                action: reason.to_string(),
+                secondary: None,
+            };
+            tokio::spawn(async move {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, "recording a Kubernetes Event failed");
+                }
+            });
+        }
         let Some(emitter) = self.emitter.clone() else {
             return;
         };

@@ -220,7 +220,9 @@ impl Controllers {
 
         let emitter = |component: &str| {
             EventEmitter::new(events_url.as_str(), component)
-                .map(|e| EventRecorder::new(Some(e)))
+                .map(|e| {
+                    EventRecorder::new(Some(e)).with_kubernetes_events(client.clone(), component)
+                })
                 .map_err(|e| RuntimeError::Emitter(e.to_string()))
         };
         let mut config = watcher::Config::default();

@@ -356,6 +356,20 @@ async fn git_repository_and_kustomization_with_prune_and_health_checks_reach_rea
         Some(NS)
     );
 
+    // A Kubernetes Event on the GitRepository, as source-controller records.
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    until("a NewArtifact Kubernetes Event", || async {
+        let list = events.list(&Default::default()).await.expect("list events");
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("NewArtifact")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app")
+                && e.reporting_controller.as_deref() == Some("source-controller")
+                && e.note.as_deref().is_some_and(|n| n.contains(&head))
+        });
+        (found.then_some(()), format!("{} events", list.items.len()))
+    })
+    .await;
+
     // Prune: remove the ConfigMap from Git.
     let second = env.commit(&[("deploy/settings.yaml", None)]);
     env.request_reconcile::<GitRepository>("app").await;
