@@ -615,3 +615,31 @@ async fn dropping_the_cluster_stops_the_server_and_its_watches() {
         "no server answers any more"
     );
 }
+
+#[tokio::test]
+async fn metadata_only_requests_answer_partial_object_metadata() {
+    use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
+    let (_c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut m = cm("meta", &[("big", "value")]);
+    m.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
+    api.create(&PostParams::default(), &m)
+        .await
+        .expect("create");
+    let pm = api.get_metadata("meta").await.expect("get_metadata");
+    assert_eq!(pm.metadata.labels.as_ref().expect("labels")["app"], "x");
+    let list = api
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list_metadata");
+    assert_eq!(list.items.len(), 1);
+    let mut stream = metadata_watcher(api.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("in time")
+        .expect("some")
+        .expect("ok");
+    assert_eq!(first.metadata.name.as_deref(), Some("meta"));
+}

@@ -708,8 +708,12 @@ async fn route(inner: &Arc<Inner>, ctx: &Ctx) -> (String, Response<Body>) {
     let resp = match result {
         Ok(out) => {
             let wants_table = ctx.accept.contains("as=Table") && matches!(verb, "get" | "list");
+            let wants_meta =
+                ctx.accept.contains("as=PartialObjectMetadata") && matches!(verb, "get" | "list");
             let body = if wants_table {
                 to_table(&t.rt, &out.body, verb == "list")
+            } else if wants_meta {
+                partial_metadata(&out.body, verb == "list")
             } else {
                 out.body
             };
@@ -2227,9 +2231,14 @@ fn watch(
     let mut shutdown = inner.shutdown.subscribe();
     let bookmark_every = inner.opts.bookmark_interval;
     let tables = ctx.accept.contains("as=Table");
+    let metadata_only = ctx.accept.contains("as=PartialObjectMetadata");
     let table_rt = t.rt.clone();
     let render = move |line: &Value, first: &mut bool| -> Bytes {
         let kind = line["type"].as_str().unwrap_or_default();
+        if metadata_only && kind != "ERROR" {
+            let obj = partial_metadata(&line["object"], false);
+            return Bytes::from(format!("{}\n", json!({"type": kind, "object": obj})));
+        }
         if !tables || kind == "ERROR" {
             return Bytes::from(format!("{line}\n"));
         }
@@ -2525,6 +2534,22 @@ fn json_path(obj: &Value, path: &str) -> Value {
         cur = cur.get(seg).unwrap_or(&Value::Null);
     }
     cur.clone()
+}
+
+/// The `PartialObjectMetadata(List)` form of an answer (`Accept: …;as=PartialObjectMetadata`).
+fn partial_metadata(body: &Value, is_list: bool) -> Value {
+    let one = |o: &Value| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
+    if is_list {
+        let items: Vec<Value> = body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(one)
+            .collect();
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": body["metadata"], "items": items})
+    } else {
+        one(body)
+    }
 }
 
 type Extractor = Box<dyn Fn(&Value) -> Value>;
