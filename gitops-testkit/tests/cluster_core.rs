@@ -618,9 +618,12 @@ async fn dropping_the_cluster_stops_the_server_and_its_watches() {
 
 #[tokio::test]
 async fn metadata_only_requests_answer_partial_object_metadata() {
-    use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
+    use kube::{
+        core::PartialObjectMeta,
+        runtime::{WatchStreamExt, watcher},
+    };
     let (_c, client) = cluster().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let mut m = cm("meta", &[("big", "value")]);
     m.metadata.labels = Some([("app".to_string(), "x".to_string())].into());
     api.create(&PostParams::default(), &m)
@@ -633,9 +636,12 @@ async fn metadata_only_requests_answer_partial_object_metadata() {
         .await
         .expect("list_metadata");
     assert_eq!(list.items.len(), 1);
-    let mut stream = metadata_watcher(api.clone(), watcher::Config::default())
-        .applied_objects()
-        .boxed();
+    let mut stream = watcher(
+        Api::<PartialObjectMeta<ConfigMap>>::namespaced(client, "default"),
+        watcher::Config::default(),
+    )
+    .applied_objects()
+    .boxed();
     let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .expect("in time")
