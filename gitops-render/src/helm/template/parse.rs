@@ -278,7 +278,14 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
     let b = src.as_bytes();
     let mut items = Vec::new();
     let mut pos = 0;
-    let line_at = |p: usize| 1 + src[..p.min(src.len())].matches('\n').count();
+    // Line numbers by binary search over the newline offsets (lexing stays linear).
+    let newlines: Vec<usize> = src
+        .bytes()
+        .enumerate()
+        .filter(|(_, c)| *c == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let line_at = |p: usize| 1 + newlines.partition_point(|&nl| nl < p.min(src.len()));
     let err = |p: usize, msg: String| ParseError {
         name: name.to_string(),
         line: line_at(p),
