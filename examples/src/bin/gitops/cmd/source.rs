@@ -16,20 +16,13 @@ pub enum Command {
     /// Acquire a Git repository at a reference as an artifact; prints
     /// `{"revision","digest","size","path"}`.
     Git(GitArgs),
-    /// Acquire an OCI artifact.
-    Oci {
-        /// The `oci://` URL.
-        url: String,
-    },
-    /// Acquire a chart from a Helm repository (HTTP or OCI).
-    Helm {
-        /// The repository URL.
-        repo_url: String,
-        /// The chart name.
-        chart: String,
-    },
-    /// Acquire an S3-compatible bucket.
-    Bucket,
+    /// Acquire an OCI artifact (Flux's OCIRepository); prints the same JSON as `git`.
+    Oci(OciArgs),
+    /// Acquire a chart from a Helm repository (HTTP(S) index or `oci://`); prints the same
+    /// JSON as `git`.
+    Helm(HelmArgs),
+    /// Acquire an S3-compatible bucket; prints the same JSON as `git`.
+    Bucket(BucketArgs),
     /// Serve an artifact store over HTTP (GET and HEAD of files, ranges; no listings).
     Serve {
         /// The store directory.
@@ -146,9 +139,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Git(args) => git(args),
         Command::Serve { dir, addr } => serve(dir, addr),
-        Command::Oci { .. } => Err(super::not_yet("source oci", 9, "the OCI source")),
-        Command::Helm { .. } => Err(super::not_yet("source helm", 9, "the Helm chart source")),
-        Command::Bucket => Err(super::not_yet("source bucket", 9, "the bucket source")),
+        Command::Oci(args) => oci(args),
+        Command::Helm(args) => helm(args),
+        Command::Bucket(args) => bucket(args),
     }
 }
 
@@ -280,6 +273,293 @@ fn serve(dir: PathBuf, addr: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
             .context("serving artifacts")?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// Arguments of `gitops source oci`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("reference").args(["tag", "semver", "digest"])))]
+pub struct OciArgs {
+    /// The repository, `oci://host[:port]/repo`.
+    pub url: String,
+    /// A tag (default `latest`).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// A semver range over the tags (Masterminds syntax).
+    #[arg(long)]
+    pub semver: Option<String>,
+    /// A regular expression the tags must match before the semver range applies.
+    #[arg(long, requires = "semver")]
+    pub semver_filter: Option<String>,
+    /// A manifest digest `sha256:<hex>`.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// The layer media type to select (default: the first layer).
+    #[arg(long)]
+    pub layer_media_type: Option<String>,
+    /// Store the selected layer verbatim instead of extracting it.
+    #[arg(long)]
+    pub copy: bool,
+    /// Registry user name.
+    #[arg(long, requires = "password", conflicts_with = "docker_config")]
+    pub username: Option<String>,
+    /// Registry password (or set GITOPS_OCI_PASSWORD).
+    #[arg(
+        long,
+        env = "GITOPS_OCI_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
+    pub password: Option<String>,
+    /// A docker config.json to take the registry's credentials from.
+    #[arg(long)]
+    pub docker_config: Option<PathBuf>,
+    /// Talk plain HTTP to the registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// PEM file of CA certificates to trust.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// An ignore pattern (gitignore syntax); repeatable; replaces Flux's default exclusions.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Limit for the whole pull (`30s`, `2m`, or seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Namespace of the artifact in the store.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Name of the artifact in the store (default: the repository's last path component).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The artifact store directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `gitops source helm`.
+#[derive(Debug, clap::Args)]
+#[command(disable_version_flag = true)]
+pub struct HelmArgs {
+    /// The repository: `http(s)://…` (an index.yaml) or `oci://host/path`.
+    pub repo_url: String,
+    /// The chart name.
+    pub chart: String,
+    /// A Masterminds version constraint (default `*`: the newest stable version).
+    #[arg(long, default_value = "*")]
+    pub version: String,
+    /// A values file inside the chart, merged in order into values.yaml; repeatable (HTTP
+    /// repositories).
+    #[arg(long = "values-file", value_name = "PATH")]
+    pub values_files: Vec<String>,
+    /// Repository user name.
+    #[arg(long, requires = "password")]
+    pub username: Option<String>,
+    /// Repository password (or set GITOPS_HELM_PASSWORD).
+    #[arg(
+        long,
+        env = "GITOPS_HELM_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
+    pub password: Option<String>,
+    /// Plain HTTP for an `oci://` registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// PEM file of CA certificates to trust.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Limit for each request (`30s`, `2m`, or seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Namespace of the artifact in the store.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// The artifact store directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `gitops source bucket`.
+#[derive(Debug, clap::Args)]
+pub struct BucketArgs {
+    /// `host[:port]` or an `http(s)://` URL.
+    #[arg(long)]
+    pub endpoint: String,
+    /// The bucket name.
+    #[arg(long)]
+    pub bucket: String,
+    /// Only keys under this prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// The region to sign for.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Access key id.
+    #[arg(long, requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// Secret access key (or set GITOPS_BUCKET_SECRET_KEY).
+    #[arg(
+        long,
+        env = "GITOPS_BUCKET_SECRET_KEY",
+        hide_env_values = true,
+        requires = "access_key"
+    )]
+    pub secret_key: Option<String>,
+    /// Plain HTTP.
+    #[arg(long)]
+    pub insecure: bool,
+    /// PEM file of CA certificates to trust.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// An ignore pattern (gitignore syntax); repeatable; replaces Flux's default exclusions.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Limit for the whole download (`30s`, `2m`, or seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Namespace of the artifact in the store.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Name of the artifact in the store (default: the bucket name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The artifact store directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Acquires `source` into the store at `out` and prints `{"revision","digest","size","path"}`.
+fn acquire_and_print(source: &dyn gitops_source::Source, out: &Path) -> anyhow::Result<ExitCode> {
+    let store = ArtifactStore::new(out)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let acquired = runtime
+        .block_on(source.acquire(None, &store))
+        .map_err(|e: SourceError| anyhow::anyhow!("{}: {e}", e.reason()))?;
+    let artifact = acquired.artifact();
+    let path = store.local_path(&artifact.path);
+    println!(
+        "{{\"revision\":{},\"digest\":{},\"size\":{},\"path\":{}}}",
+        json_string(&artifact.revision.to_string()),
+        json_string(&artifact.digest.to_string()),
+        artifact.size,
+        json_string(&path.to_string_lossy()),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn oci(args: OciArgs) -> anyhow::Result<ExitCode> {
+    use gitops_source::oci::{LayerOperation, OciAuth, OciReference, OciRepositoryUrl, OciSource};
+    let repo = OciRepositoryUrl::parse(&args.url)?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| repo_name(&repo.repository));
+    let mut source = OciSource::new(
+        args.url.clone(),
+        ObjectRef::new("OCIRepository", &args.namespace, &name)?,
+    );
+    source.reference = OciReference {
+        tag: args.tag,
+        semver: args.semver,
+        semver_filter: args.semver_filter,
+        digest: args.digest,
+    };
+    source.layer_selector.media_type = args.layer_media_type;
+    if args.copy {
+        source.layer_selector.operation = LayerOperation::Copy;
+    }
+    source.auth = match (args.username, args.password, &args.docker_config) {
+        (Some(username), Some(password), _) => OciAuth::Basic { username, password },
+        (_, _, Some(file)) => OciAuth::from_docker_config_file(file, &repo.registry)?,
+        _ => OciAuth::Anonymous,
+    };
+    source.insecure = args.insecure;
+    source.tls.ca_pem = args
+        .ca_file
+        .as_deref()
+        .map(|p| read(p, "CA file"))
+        .transpose()?;
+    if !args.ignore.is_empty() {
+        source.ignore = Some(args.ignore.join("\n"));
+    }
+    source.timeout = args.timeout;
+    acquire_and_print(&source, &args.out)
+}
+
+/// Helm stores charts pushed to `oci://host/path` as `host/path/<chart>:<version>` with this
+/// content layer.
+const HELM_CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+
+fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
+    use gitops_source::oci::{LayerOperation, OciAuth, OciSource};
+    use gitops_source::{HelmChartSource, HelmRepositorySource};
+    let object = ObjectRef::new("HelmChart", &args.namespace, &args.chart)?;
+    let ca_pem = args
+        .ca_file
+        .as_deref()
+        .map(|p| read(p, "CA file"))
+        .transpose()?;
+    if args.repo_url.starts_with("oci://") {
+        if !args.values_files.is_empty() {
+            return Err(super::not_yet(
+                "source helm oci://… --values-file",
+                9,
+                "values files for OCI charts",
+            ));
+        }
+        let url = format!("{}/{}", args.repo_url.trim_end_matches('/'), args.chart);
+        let mut source = OciSource::new(url, object);
+        // Helm tags charts by version: the constraint selects among the tags.
+        source.reference.semver = Some(args.version);
+        source.layer_selector.media_type = Some(HELM_CHART_LAYER.to_owned());
+        source.layer_selector.operation = LayerOperation::Copy;
+        source.auth = match (args.username, args.password) {
+            (Some(username), Some(password)) => OciAuth::Basic { username, password },
+            _ => OciAuth::Anonymous,
+        };
+        source.insecure = args.insecure;
+        source.tls.ca_pem = ca_pem;
+        source.timeout = args.timeout;
+        return acquire_and_print(&source, &args.out);
+    }
+    let repo_object = ObjectRef::new("HelmRepository", &args.namespace, &args.chart)?;
+    let mut repository = HelmRepositorySource::new(args.repo_url.clone(), repo_object);
+    repository.http.basic = args.username.zip(args.password);
+    repository.http.ca_pem = ca_pem;
+    repository.http.timeout = args.timeout;
+    let mut source = HelmChartSource::from_repository(repository, args.chart, args.version, object);
+    source.values_files = args.values_files;
+    acquire_and_print(&source, &args.out)
+}
+
+fn bucket(args: BucketArgs) -> anyhow::Result<ExitCode> {
+    use gitops_source::{BucketCredentials, BucketSource};
+    let name = args.name.clone().unwrap_or_else(|| repo_name(&args.bucket));
+    let mut source = BucketSource::new(
+        args.endpoint,
+        args.bucket,
+        ObjectRef::new("Bucket", &args.namespace, &name)?,
+    );
+    source.region = args.region;
+    source.prefix = args.prefix;
+    source.credentials = args
+        .access_key
+        .zip(args.secret_key)
+        .map(|(access_key, secret_key)| BucketCredentials {
+            access_key,
+            secret_key,
+        });
+    source.insecure = args.insecure;
+    source.ca_pem = args
+        .ca_file
+        .as_deref()
+        .map(|p| read(p, "CA file"))
+        .transpose()?;
+    if !args.ignore.is_empty() {
+        source.ignore = Some(args.ignore.join("\n"));
+    }
+    source.timeout = args.timeout;
+    acquire_and_print(&source, &args.out)
 }
 
 #[cfg(test)]
