@@ -155,6 +155,52 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<Build, KustomizeError> {
     check_unique_vars(&acc.vars)?;
     vars::resolve_vars(&mut acc.resources, &acc.vars, &config.var_reference)?;
     let build_meta = top.str_list("buildMetadata")?;
+    for b in &build_meta {
+        if !matches!(
+            b.as_str(),
+            "originAnnotations" | "transformerAnnotations" | "managedByLabel"
+        ) {
+            return Err(KustomizeError::Kustomization {
+                path: top.file.clone(),
+                message: format!("unknown buildMetadata option {b:?}"),
+            });
+        }
+    }
+    let origins = build_meta.iter().any(|b| b == "originAnnotations");
+    let transformations = build_meta.iter().any(|b| b == "transformerAnnotations");
+    for r in acc.resources.iter_mut() {
+        let mut annos = Vec::new();
+        if origins {
+            let text = match (&r.gen_origin, &r.origin) {
+                (Some((kf, kind)), _) => Some(format!(
+                    "configuredIn: {}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n",
+                    relative(&dir, kf)
+                )),
+                (None, Some(p)) => Some(format!("path: {}\n", relative(&dir, p))),
+                _ => None,
+            };
+            if let Some(t) = text {
+                annos.push(("config.kubernetes.io/origin", t));
+            }
+        }
+        if transformations && !r.transforms.is_empty() {
+            let mut t = String::new();
+            for (kf, kind) in &r.transforms {
+                t.push_str(&format!(
+                    "- configuredIn: {}\n  configuredBy:\n    apiVersion: builtin\n    kind: {kind}\n",
+                    relative(&dir, kf)
+                ));
+            }
+            annos.push(("alpha.config.kubernetes.io/transformations", t));
+        }
+        if !annos.is_empty() {
+            let md = super::resource::metadata_mut(r.map_mut());
+            let am = super::resource::child_map(md, "annotations");
+            for (k, v) in annos {
+                am.insert(k.to_string(), Value::Str(v));
+            }
+        }
+    }
     if opts.managed_by_label || build_meta.iter().any(|b| b == "managedByLabel") {
         for r in acc.resources.iter_mut() {
             let md = super::resource::metadata_mut(r.map_mut());
@@ -177,6 +223,21 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<Build, KustomizeError> {
         resources: acc.resources,
         warnings: ctx.warnings,
     })
+}
+
+/// `p` relative to `base` (with `..` where needed).
+fn relative(base: &Path, p: &Path) -> String {
+    let b: Vec<_> = base.components().collect();
+    let t: Vec<_> = p.components().collect();
+    let common = b.iter().zip(t.iter()).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c.as_os_str());
+    }
+    out.to_string_lossy().into_owned()
 }
 
 fn check_unique_vars(vars: &[Var]) -> Result<(), KustomizeError> {
@@ -333,13 +394,13 @@ fn push_object(path: &Path, d: Value, out: &mut Vec<Resource>) -> Result<(), Kus
         Value::Map(m) if m.is_empty() => Ok(()),
         Value::Map(m) => {
             let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
-            if kind.ends_with("List") {
-                if let Some(Value::Seq(items)) = m.get("items") {
-                    for it in items.clone() {
-                        push_object(path, it, out)?;
-                    }
-                    return Ok(());
+            if kind.ends_with("List")
+                && let Some(Value::Seq(items)) = m.get("items")
+            {
+                for it in items.clone() {
+                    push_object(path, it, out)?;
                 }
+                return Ok(());
             }
             if kind.is_empty() {
                 return Err(KustomizeError::Resource {
@@ -583,19 +644,21 @@ fn accumulate_inner(
         let (p, text) = ldr.read_text(&c)?;
         parse_stream(&text).map_err(|source| KustomizeError::Yaml { path: p, source })?;
     }
-    if let Some(o) = k.get("openapi") {
-        if let Some(path) = o.get("path").and_then(Value::as_str) {
-            ldr.read(path)?;
-        }
+    if let Some(o) = k.get("openapi")
+        && let Some(path) = o.get("path").and_then(Value::as_str)
+    {
+        ldr.read(path)?;
     }
     // generators
     let global = GenOptions::from_value(k.get("generatorOptions"));
     for g in k.list("configMapGenerator")? {
-        let r = generators::generate(ldr, &g, false, &global, None)?;
+        let mut r = generators::generate(ldr, &g, false, &global, None)?;
+        r.gen_origin = Some((k.file.clone(), "ConfigMapGenerator".into()));
         absorb_generated(acc, r)?;
     }
     for g in k.list("secretGenerator")? {
-        let r = generators::generate(ldr, &g, true, &global, None)?;
+        let mut r = generators::generate(ldr, &g, true, &global, None)?;
+        r.gen_origin = Some((k.file.clone(), "SecretGenerator".into()));
         absorb_generated(acc, r)?;
     }
     for g in k.str_list("generators")? {
@@ -640,6 +703,16 @@ fn accumulate_inner(
     let suffix = k.str("nameSuffix").unwrap_or_default();
     if !prefix.is_empty() || !suffix.is_empty() {
         prefix_suffix(acc, &prefix, &suffix, &config.name_prefix)?;
+        for r in acc.resources.iter_mut().filter(|r| !skip_prefix(r)) {
+            if !prefix.is_empty() {
+                r.transforms
+                    .push((k.file.clone(), "PrefixTransformer".into()));
+            }
+            if !suffix.is_empty() {
+                r.transforms
+                    .push((k.file.clone(), "SuffixTransformer".into()));
+            }
+        }
     }
     let common = k.string_map("commonLabels")?;
     if !common.is_empty() {
@@ -672,6 +745,7 @@ fn accumulate_inner(
             }
             v
         };
+        specs.extend(config.labels.iter().cloned());
         if let Some(Value::Seq(fs)) = l.get("fields") {
             specs.extend(fs.iter().filter_map(FieldSpec::from_value));
         }
@@ -707,6 +781,7 @@ fn accumulate_inner(
             path: k.file.clone(),
             message,
         })?;
+        vars::bind_var(&mut acc.resources, &var)?;
         acc.vars.push(var);
     }
     Ok(())
@@ -819,13 +894,13 @@ fn apply_patch_content(
         return Err(patch_err(name, "patch is empty"));
     }
     // A JSON 6902 patch is a list of operations.
-    if docs.len() == 1 {
-        if let Value::Seq(_) = &docs[0] {
-            let ops = jsonpatch::parse_ops(&docs[0]).map_err(|e| patch_err(name, e))?;
-            let sel = target
-                .ok_or_else(|| patch_err(name, "must specify a target for JSON 6902 patch"))?;
-            return apply_json_ops(acc, name, &ops, sel);
-        }
+    if docs.len() == 1
+        && let Value::Seq(_) = &docs[0]
+    {
+        let ops = jsonpatch::parse_ops(&docs[0]).map_err(|e| patch_err(name, e))?;
+        let sel =
+            target.ok_or_else(|| patch_err(name, "must specify a target for JSON 6902 patch"))?;
+        return apply_json_ops(acc, name, &ops, sel);
     }
     for d in docs {
         if !matches!(d, Value::Map(_)) {
@@ -906,16 +981,15 @@ fn apply_smp(
         );
         let api = r.api_version().to_string();
         let mut p = patch.clone();
-        if target.is_some() {
-            if let Some(pm) = p.as_map_mut() {
-                if !allow_kind {
-                    pm.insert("kind".into(), Value::Str(kind.clone()));
-                    if api.is_empty() {
-                        pm.shift_remove("apiVersion");
-                    } else {
-                        pm.insert("apiVersion".into(), Value::Str(api.clone()));
-                    }
-                }
+        if target.is_some()
+            && let Some(pm) = p.as_map_mut()
+            && !allow_kind
+        {
+            pm.insert("kind".into(), Value::Str(kind.clone()));
+            if api.is_empty() {
+                pm.shift_remove("apiVersion");
+            } else {
+                pm.insert("apiVersion".into(), Value::Str(api.clone()));
             }
         }
         if allow_name || allow_kind {
@@ -1025,42 +1099,6 @@ fn namespace_transform(acc: &mut Acc, ns: &str, specs: &[FieldSpec]) -> Result<(
                             sm.insert("namespace".into(), Value::Str(ns.to_string()));
                         }
                     }
-                }
-            }
-            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
-                if let Some(Value::Seq(hooks)) = r.value.get_mut("webhooks") {
-                    for h in hooks.iter_mut() {
-                        if let Some(svc) = h
-                            .get_mut("clientConfig")
-                            .and_then(|c| c.get_mut("service"))
-                            .and_then(Value::as_map_mut)
-                        {
-                            svc.insert("namespace".into(), Value::Str(ns.to_string()));
-                        }
-                    }
-                }
-            }
-            "APIService" => {
-                if let Some(svc) = r
-                    .value
-                    .get_mut("spec")
-                    .and_then(|c| c.get_mut("service"))
-                    .and_then(Value::as_map_mut)
-                {
-                    svc.insert("namespace".into(), Value::Str(ns.to_string()));
-                }
-            }
-            "CustomResourceDefinition" => {
-                if let Some(svc) = r
-                    .value
-                    .get_mut("spec")
-                    .and_then(|c| c.get_mut("conversion"))
-                    .and_then(|c| c.get_mut("webhook"))
-                    .and_then(|c| c.get_mut("clientConfig"))
-                    .and_then(|c| c.get_mut("service"))
-                    .and_then(Value::as_map_mut)
-                {
-                    svc.insert("namespace".into(), Value::Str(ns.to_string()));
                 }
             }
             _ => {}
@@ -1348,7 +1386,7 @@ fn run_plugin_entry(
         if cfg.is_null() {
             continue;
         }
-        run_builtin(ldr, acc, &cfg, generator)?;
+        run_builtin(ldr, acc, &cfg, generator, &k.file)?;
     }
     Ok(())
 }
@@ -1369,6 +1407,7 @@ fn run_builtin(
     acc: &mut Acc,
     cfg: &Value,
     _generator: bool,
+    kfile: &Path,
 ) -> Result<(), KustomizeError> {
     let kind = cfg.str_at(&["kind"]).unwrap_or("").to_string();
     let api = cfg.str_at(&["apiVersion"]).unwrap_or("").to_string();
@@ -1386,13 +1425,14 @@ fn run_builtin(
     let get = |k: &str| cfg.get(k).filter(|v| !v.is_null());
     match kind.as_str() {
         "ConfigMapGenerator" | "SecretGenerator" => {
-            let r = generators::generate(
+            let mut r = generators::generate(
                 ldr,
                 &strip_meta_into_generator(cfg),
                 kind == "SecretGenerator",
                 &GenOptions::default(),
                 None,
             )?;
+            r.gen_origin = Some((kfile.to_path_buf(), kind.clone()));
             absorb_generated(acc, r)
         }
         "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
@@ -1403,7 +1443,11 @@ fn run_builtin(
                 .and_then(Value::scalar_text)
                 .unwrap_or_default();
             let specs = field_specs(get("fieldSpecs"));
-            prefix_suffix(acc, &prefix, &suffix, &specs)
+            prefix_suffix(acc, &prefix, &suffix, &specs)?;
+            for r in acc.resources.iter_mut().filter(|r| !skip_prefix(r)) {
+                r.transforms.push((kfile.to_path_buf(), kind.clone()));
+            }
+            Ok(())
         }
         "LabelTransformer" | "AnnotationsTransformer" => {
             let key = if kind == "LabelTransformer" {
@@ -1526,6 +1570,40 @@ fn run_builtin(
             Ok(())
         }
         "ValueAddTransformer" => value_add(acc, cfg),
+        "IAMPolicyGenerator" => {
+            let cloud = cfg.str_at(&["cloud"]).unwrap_or("");
+            if cloud != "gke" {
+                return Err(builtin_err(
+                    &kind,
+                    format!("cloud {cloud:?} is not supported"),
+                ));
+            }
+            let sa_name = cfg.str_at(&["kubernetesService", "name"]).unwrap_or("");
+            let sa_ns = cfg
+                .str_at(&["kubernetesService", "namespace"])
+                .unwrap_or("");
+            let gsa = cfg.str_at(&["serviceAccount", "name"]).unwrap_or("");
+            let project = cfg.str_at(&["serviceAccount", "projectId"]).unwrap_or("");
+            let mut md = Map::new();
+            let mut annos = Map::new();
+            annos.insert(
+                "iam.gke.io/gcp-service-account".into(),
+                Value::Str(format!("{gsa}@{project}.iam.gserviceaccount.com")),
+            );
+            md.insert("annotations".into(), Value::Map(annos));
+            md.insert("name".into(), Value::Str(sa_name.to_string()));
+            if !sa_ns.is_empty() {
+                md.insert("namespace".into(), Value::Str(sa_ns.to_string()));
+            }
+            let mut obj = Map::new();
+            obj.insert("apiVersion".into(), Value::Str("v1".into()));
+            obj.insert("kind".into(), Value::Str("ServiceAccount".into()));
+            obj.insert("metadata".into(), Value::Map(md));
+            let mut r = Resource::new(Value::Map(obj), None);
+            r.generated = true;
+            r.gen_origin = Some((kfile.to_path_buf(), kind.clone()));
+            absorb_generated(acc, r)
+        }
         other => Err(builtin_err(
             other,
             "unsupported plugin kind (only kustomize's builtin plugins are available)",
@@ -1536,15 +1614,15 @@ fn run_builtin(
 /// A builtin generator config uses `metadata.name`/`namespace` for the generated object.
 fn strip_meta_into_generator(cfg: &Value) -> Value {
     let mut m = cfg.as_map().cloned().unwrap_or_default();
-    if let Some(n) = cfg.str_at(&["metadata", "name"]) {
-        if !m.contains_key("name") {
-            m.insert("name".into(), Value::Str(n.to_string()));
-        }
+    if let Some(n) = cfg.str_at(&["metadata", "name"])
+        && !m.contains_key("name")
+    {
+        m.insert("name".into(), Value::Str(n.to_string()));
     }
-    if let Some(n) = cfg.str_at(&["metadata", "namespace"]) {
-        if !m.contains_key("namespace") {
-            m.insert("namespace".into(), Value::Str(n.to_string()));
-        }
+    if let Some(n) = cfg.str_at(&["metadata", "namespace"])
+        && !m.contains_key("namespace")
+    {
+        m.insert("namespace".into(), Value::Str(n.to_string()));
     }
     Value::Map(m)
 }

@@ -77,6 +77,7 @@ pub(crate) struct TransformerConfig {
     pub namespace: Vec<FieldSpec>,
     pub common_labels: Vec<FieldSpec>,
     pub template_labels: Vec<FieldSpec>,
+    pub labels: Vec<FieldSpec>,
     pub common_annotations: Vec<FieldSpec>,
     pub name_reference: Vec<NameRef>,
     pub var_reference: Vec<FieldSpec>,
@@ -119,6 +120,7 @@ impl TransformerConfig {
         c.namespace = specs("namespace")?;
         c.common_labels = specs("commonLabels")?;
         c.template_labels = specs("templateLabels")?;
+        c.labels = specs("labels")?;
         c.common_annotations = specs("commonAnnotations")?;
         c.var_reference = specs("varReference")?;
         c.images = specs("images")?;
@@ -154,6 +156,7 @@ impl TransformerConfig {
         merge_specs(&mut self.namespace, &o.namespace);
         merge_specs(&mut self.common_labels, &o.common_labels);
         merge_specs(&mut self.template_labels, &o.template_labels);
+        merge_specs(&mut self.labels, &o.labels);
         merge_specs(&mut self.common_annotations, &o.common_annotations);
         merge_specs(&mut self.var_reference, &o.var_reference);
         merge_specs(&mut self.images, &o.images);

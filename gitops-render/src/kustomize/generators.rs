@@ -92,10 +92,10 @@ fn load_pairs(ldr: &Loader, name: &str, m: &Map) -> Result<Vec<(String, Vec<u8>)
     };
     let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut envs = str_list(m.get("envs"));
-    if let Some(e) = m.get("env").and_then(Value::as_str) {
-        if !e.is_empty() {
-            envs.push(e.to_string());
-        }
+    if let Some(e) = m.get("env").and_then(Value::as_str)
+        && !e.is_empty()
+    {
+        envs.push(e.to_string());
     }
     for env in envs {
         let (p, bytes) = ldr.read(&env)?;
@@ -285,13 +285,13 @@ pub(crate) fn generate(
         .get("behavior")
         .and_then(Value::scalar_text)
         .filter(|b| !b.is_empty());
-    if let Some(b) = &r.behavior {
-        if !matches!(b.as_str(), "create" | "merge" | "replace") {
-            return Err(KustomizeError::Generator {
-                name,
-                message: format!("invalid behavior {b:?}"),
-            });
-        }
+    if let Some(b) = &r.behavior
+        && !matches!(b.as_str(), "create" | "merge" | "replace")
+    {
+        return Err(KustomizeError::Generator {
+            name,
+            message: format!("invalid behavior {b:?}"),
+        });
     }
     Ok(r)
 }
@@ -345,6 +345,9 @@ pub(crate) fn merge_generated(new: &mut Resource, old: &Resource, merge_data: bo
     new.needs_hash = old.needs_hash;
     new.lineage = old.lineage.clone();
     new.origin = old.origin.clone();
+    new.gen_origin = old.gen_origin.clone();
+    new.transforms = old.transforms.clone();
+    new.ref_vars = old.ref_vars.clone();
 }
 
 /// Go's `encoding/json` string escaping (HTML-safe).
@@ -434,10 +437,10 @@ pub(crate) fn name_hash(r: &Resource) -> String {
                     .filter(|d| !d.is_null())
                     .unwrap_or(Value::Str(String::new())),
             );
-            if kind == "ConfigMap" {
-                if let Some(b) = r.value.get("binaryData").filter(|b| !b.is_null()) {
-                    m.insert("binaryData".into(), b.clone());
-                }
+            if kind == "ConfigMap"
+                && let Some(b) = r.value.get("binaryData").filter(|b| !b.is_null())
+            {
+                m.insert("binaryData".into(), b.clone());
             }
             if let Some(Value::Bool(b)) = r.value.get("immutable") {
                 m.insert("immutable".into(), Value::Bool(*b));

@@ -126,10 +126,11 @@ fn fix_rule(resources: &mut [Resource], rule: &NameRef) -> Result<(), KustomizeE
         let lineage = r.lineage.clone();
         for fs in specs {
             let mut f = |m: &mut Map, key: &str| -> Result<(), String> {
-                if let Some(Value::Str(k)) = m.get("kind") {
-                    if key == "name" && *k != target_kind {
-                        return Ok(());
-                    }
+                if let Some(Value::Str(k)) = m.get("kind")
+                    && key == "name"
+                    && *k != target_kind
+                {
+                    return Ok(());
                 }
                 let sibling_ns = m.get("namespace").and_then(Value::as_str).map(ns_key);
                 let ns = sibling_ns.clone().or(ref_ns.clone());
@@ -167,10 +168,10 @@ fn update_value(
         }
         Value::Map(m) => {
             // An object reference: {kind?, name, namespace?} (RBAC subjects, webhook services).
-            if let Some(Value::Str(k)) = m.get("kind") {
-                if k != target_kind {
-                    return;
-                }
+            if let Some(Value::Str(k)) = m.get("kind")
+                && k != target_kind
+            {
+                return;
             }
             let own_ns = m.get("namespace").and_then(Value::as_str).map(ns_key);
             let ns = own_ns.as_deref().or(ns);

@@ -19,8 +19,14 @@ pub struct Resource {
     pub(crate) behavior: Option<String>,
     /// Builds (kustomization ids) it passed through, innermost first.
     pub(crate) lineage: Vec<usize>,
-    /// The id of the generator option set, used when merging generated objects.
+    /// Made by a generator.
     pub(crate) generated: bool,
+    /// The kustomization file and builtin kind that generated it.
+    pub(crate) gen_origin: Option<(PathBuf, String)>,
+    /// Builtin transformers that changed it: (kustomization file, kind).
+    pub(crate) transforms: Vec<(PathBuf, String)>,
+    /// Vars bound to this object when they were declared.
+    pub(crate) ref_vars: Vec<String>,
 }
 
 /// A group/version/kind.
@@ -136,6 +142,9 @@ impl Resource {
             behavior: None,
             lineage: Vec::new(),
             generated: false,
+            gen_origin: None,
+            transforms: Vec::new(),
+            ref_vars: Vec::new(),
         }
     }
 

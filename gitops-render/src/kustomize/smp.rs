@@ -90,7 +90,7 @@ pub(crate) fn strip_directives(v: &mut Value) {
             m.values_mut().for_each(strip_directives);
         }
         Value::Seq(s) => {
-            s.retain(|e| !e.as_map().is_some_and(|m| directive(m) == Some("delete")));
+            s.retain(|e| e.as_map().is_none_or(|m| directive(m) != Some("delete")));
             s.retain(|e| {
                 !e.as_map()
                     .is_some_and(|m| directive(m) == Some("replace") && m.len() == 1)
@@ -103,10 +103,10 @@ pub(crate) fn strip_directives(v: &mut Value) {
 
 /// Merges `patch` into `dest` (an object). Returns `false` when the patch deletes the object.
 pub(crate) fn merge_object(dest: &mut Value, patch: &Value, kind: &str) -> bool {
-    if let Some(pm) = patch.as_map() {
-        if directive(pm) == Some("delete") {
-            return false;
-        }
+    if let Some(pm) = patch.as_map()
+        && directive(pm) == Some("delete")
+    {
+        return false;
     }
     let mut path = Vec::new();
     merge_value(dest, patch, kind, &mut path);
@@ -190,10 +190,10 @@ fn merge_map(dm: &mut Map, pm: &Map, kind: &str, path: &mut Vec<String>) {
         path.pop();
     }
     for (k, pv) in pm {
-        if let Some(field) = k.strip_prefix("$setElementOrder/") {
-            if let (Some(Value::Seq(items)), Value::Seq(order)) = (dm.get_mut(field), pv) {
-                reorder(items, order);
-            }
+        if let Some(field) = k.strip_prefix("$setElementOrder/")
+            && let (Some(Value::Seq(items)), Value::Seq(order)) = (dm.get_mut(field), pv)
+        {
+            reorder(items, order);
         }
     }
 }
@@ -255,6 +255,9 @@ fn merge_list(ds: &mut Vec<Value>, ps: &[Value], kind: &str, path: &mut Vec<Stri
         .or_else(|| assoc_key_of(ds))
         .or_else(|| assoc_key_of(ps))
         .unwrap_or("name");
+    // kustomize merges with kyaml's "prepend" list direction: elements only in the patch
+    // come first, in patch order, then the original elements (merged in place).
+    let mut added = Vec::new();
     for pe in patch_elems {
         let Some(pm) = pe.as_map() else { continue };
         let Some(kv) = pm.get(key) else {
@@ -276,9 +279,13 @@ fn merge_list(ds: &mut Vec<Value>, ps: &[Value], kind: &str, path: &mut Vec<Stri
             (None, _) => {
                 let mut p = pe.clone();
                 strip_directives(&mut p);
-                ds.push(p);
+                added.push(p);
             }
         }
+    }
+    if !added.is_empty() {
+        added.append(ds);
+        *ds = added;
     }
 }
 
@@ -297,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn merges_containers_by_name_and_appends_new_ones() {
+    fn merges_containers_by_name_and_puts_new_ones_first() {
         let mut d =
             doc("spec:\n  containers:\n  - name: a\n    image: x\n  - name: b\n    image: y\n");
         let p = doc("spec:\n  containers:\n  - name: b\n    image: z\n  - name: c\n    image: w\n");

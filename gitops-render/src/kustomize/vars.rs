@@ -199,6 +199,41 @@ fn set_fields(
     }
 }
 
+/// Binds a newly declared var to the one object it names (kustomize's `MergeVars`).
+pub(crate) fn bind_var(resources: &mut [Resource], v: &Var) -> Result<(), KustomizeError> {
+    let matched: Vec<usize> = resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            let g = r.gvk();
+            g.kind == v.kind
+                && (v.group.is_empty() || g.group == v.group)
+                && (v.version.is_empty() || g.version == v.version)
+                && r.all_names().any(|(n, ns)| {
+                    n == v.obj_name
+                        && (v.namespace.is_empty()
+                            || super::resource::effective_ns(&g, ns)
+                                == super::resource::effective_ns(&g, &v.namespace))
+                })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if matched.len() > 1 {
+        return Err(KustomizeError::transform(
+            "vars",
+            format!(
+                "found {} resId matches for var {} (unable to disambiguate)",
+                matched.len(),
+                v.name
+            ),
+        ));
+    }
+    if let Some(i) = matched.first() {
+        resources[*i].ref_vars.push(v.name.clone());
+    }
+    Ok(())
+}
+
 /// Replaces `$(NAME)` in the var-reference fields of every resource.
 pub(crate) fn resolve_vars(
     resources: &mut [Resource],
@@ -209,14 +244,7 @@ pub(crate) fn resolve_vars(
     for v in vars {
         let matches: Vec<&Resource> = resources
             .iter()
-            .filter(|r| {
-                let g = r.gvk();
-                g.kind == v.kind
-                    && (v.group.is_empty() || g.group == v.group)
-                    && (v.version.is_empty() || g.version == v.version)
-                    && r.all_names().any(|(n, _)| n == v.obj_name)
-                    && (v.namespace.is_empty() || r.all_names().any(|(_, ns)| ns == v.namespace))
-            })
+            .filter(|r| r.ref_vars.contains(&v.name))
             .collect();
         let r = match matches.len() {
             1 => matches[0],
@@ -296,14 +324,14 @@ fn expand_str(s: &str, values: &[(String, Value)]) -> String {
                 i += 2;
                 continue;
             }
-            if b[i + 1] == '(' {
-                if let Some(end) = b[i + 2..].iter().position(|c| *c == ')') {
-                    let name: String = b[i + 2..i + 2 + end].iter().collect();
-                    if let Some((_, val)) = values.iter().find(|(n, _)| *n == name) {
-                        out.push_str(&val.scalar_text().unwrap_or_default());
-                        i += end + 3;
-                        continue;
-                    }
+            if b[i + 1] == '('
+                && let Some(end) = b[i + 2..].iter().position(|c| *c == ')')
+            {
+                let name: String = b[i + 2..i + 2 + end].iter().collect();
+                if let Some((_, val)) = values.iter().find(|(n, _)| *n == name) {
+                    out.push_str(&val.scalar_text().unwrap_or_default());
+                    i += end + 3;
+                    continue;
                 }
             }
         }
@@ -359,28 +387,48 @@ impl Selector {
         }
     }
 
+    /// Like [`Selector::matches`], but a name or namespace the object had at any point
+    /// counts (replacement targets).
+    pub fn matches_history(&self, r: &Resource) -> bool {
+        let mut plain = self.clone();
+        let name = plain.name.take();
+        let ns = plain.namespace.take();
+        if !plain.matches(r) {
+            return false;
+        }
+        let g = r.gvk();
+        r.all_names().any(|(n, rns)| {
+            name.as_ref().is_none_or(|x| Self::re_match(x, n))
+                && ns.as_ref().is_none_or(|x| {
+                    Self::re_match(x, &super::resource::effective_ns(&g, rns))
+                        || Self::re_match(x, rns)
+                })
+        })
+    }
+
     /// Whether `r` is selected (names and namespaces match current or original values).
     pub fn matches(&self, r: &Resource) -> bool {
         let g = r.gvk();
-        if let Some(x) = &self.group {
-            if !Self::re_match(x, &g.group) {
-                return false;
-            }
+        if let Some(x) = &self.group
+            && !Self::re_match(x, &g.group)
+        {
+            return false;
         }
-        if let Some(x) = &self.version {
-            if !Self::re_match(x, &g.version) {
-                return false;
-            }
+        if let Some(x) = &self.version
+            && !Self::re_match(x, &g.version)
+        {
+            return false;
         }
-        if let Some(x) = &self.kind {
-            if !Self::re_match(x, &g.kind) {
-                return false;
-            }
+        if let Some(x) = &self.kind
+            && !Self::re_match(x, &g.kind)
+        {
+            return false;
         }
-        if let Some(x) = &self.name {
-            if !Self::re_match(x, r.org_name()) && !Self::re_match(x, r.name()) {
-                return false;
-            }
+        if let Some(x) = &self.name
+            && !Self::re_match(x, r.org_name())
+            && !Self::re_match(x, r.name())
+        {
+            return false;
         }
         if let Some(x) = &self.namespace {
             let eff = |ns: &str| {
@@ -394,15 +442,15 @@ impl Selector {
                 return false;
             }
         }
-        if let Some(ls) = &self.label_selector {
-            if !label_selector_matches(ls, r.labels()) {
-                return false;
-            }
+        if let Some(ls) = &self.label_selector
+            && !label_selector_matches(ls, r.labels())
+        {
+            return false;
         }
-        if let Some(ls) = &self.annotation_selector {
-            if !label_selector_matches(ls, r.annotations()) {
-                return false;
-            }
+        if let Some(ls) = &self.annotation_selector
+            && !label_selector_matches(ls, r.annotations())
+        {
+            return false;
         }
         true
     }
@@ -544,7 +592,7 @@ pub(crate) fn apply_replacement(
         };
         let (delim, index, create) = opt_delim(tm.get("options"));
         for r in resources.iter_mut() {
-            if !select.matches(r) || rejects.iter().any(|rj| reject_matches(rj, r)) {
+            if !select.matches_history(r) || rejects.iter().any(|rj| reject_matches(rj, r)) {
                 continue;
             }
             for p in &paths {

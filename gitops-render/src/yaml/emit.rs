@@ -204,10 +204,10 @@ fn resolves_to_non_string(s: &str) -> bool {
         return true;
     }
     let plain: String = s.chars().filter(|c| *c != '_').collect();
-    if let Some((neg, mag)) = super::parse::parse_go_int(&plain) {
-        if (neg && mag <= i64::MAX as u128 + 1) || (!neg && mag <= u64::MAX as u128) {
-            return true;
-        }
+    if let Some((neg, mag)) = super::parse::parse_go_int(&plain)
+        && ((neg && mag <= i64::MAX as u128 + 1) || (!neg && mag <= u64::MAX as u128))
+    {
+        return true;
     }
     if is_yaml_float(&plain) {
         return true;
@@ -358,24 +358,18 @@ fn analyze(s: &str) -> Analysis {
             match c {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
                 | '%' | '@' | '`' => block_indicators = true,
-                '?' | ':' | '-' => {
-                    if followed_by_ws {
-                        block_indicators = true;
-                    }
+                '?' | ':' | '-' if followed_by_ws => {
+                    block_indicators = true;
                 }
                 _ => {}
             }
         } else {
             match c {
-                ':' => {
-                    if followed_by_ws {
-                        block_indicators = true;
-                    }
+                ':' if followed_by_ws => {
+                    block_indicators = true;
                 }
-                '#' => {
-                    if preceded_by_ws {
-                        block_indicators = true;
-                    }
+                '#' if preceded_by_ws => {
+                    block_indicators = true;
                 }
                 _ => {}
             }

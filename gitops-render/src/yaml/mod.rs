@@ -175,13 +175,11 @@ impl Value {
     /// value become integers (Go's `encoding/json` writes `1.0` as `1`).
     pub fn normalize_numbers(&mut self) {
         match self {
-            Value::Float(f) => {
-                if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e21 {
-                    if *f >= i64::MIN as f64 && *f < i64::MAX as f64 {
-                        *self = Value::Int(*f as i64);
-                    } else if *f >= 0.0 && *f < u64::MAX as f64 {
-                        *self = Value::UInt(*f as u64);
-                    }
+            Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e21 => {
+                if *f >= i64::MIN as f64 && *f < i64::MAX as f64 {
+                    *self = Value::Int(*f as i64);
+                } else if *f >= 0.0 && *f < u64::MAX as f64 {
+                    *self = Value::UInt(*f as u64);
                 }
             }
             Value::Seq(s) => s.iter_mut().for_each(Value::normalize_numbers),

@@ -215,10 +215,10 @@ fn resolve_scalar(
                     ),
                 });
             }
-            if core_suffix(tag) == Some("float") {
-                if let Value::Int(i) = v {
-                    return Ok(Value::Float(i as f64));
-                }
+            if core_suffix(tag) == Some("float")
+                && let Value::Int(i) = v
+            {
+                return Ok(Value::Float(i as f64));
             }
             return Ok(v);
         }
@@ -311,15 +311,15 @@ pub(crate) fn resolve_plain(s: &str) -> Value {
         return Value::Str(ts);
     }
     let plain: String = s.chars().filter(|c| *c != '_').collect();
-    if let Some((neg, mag)) = parse_go_int(&plain) {
-        if let Some(v) = int_value(neg, mag) {
-            return v;
-        }
+    if let Some((neg, mag)) = parse_go_int(&plain)
+        && let Some(v) = int_value(neg, mag)
+    {
+        return v;
     }
-    if YAML_FLOAT.is_match(&plain) {
-        if let Ok(f) = plain.parse::<f64>() {
-            return Value::Float(f);
-        }
+    if YAML_FLOAT.is_match(&plain)
+        && let Ok(f) = plain.parse::<f64>()
+    {
+        return Value::Float(f);
     }
     Value::Str(s.to_string())
 }
@@ -374,7 +374,7 @@ fn days_in_month(y: u32, m: u32) -> u32 {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
         _ => {
-            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+            if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) {
                 29
             } else {
                 28
