@@ -320,3 +320,41 @@ fn tar_listing(package: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn oci_chart_pushed_by_helm_push() -> TestResult {
+    use gitops_source::helm::HELM_CHART_LAYER_MEDIA_TYPE;
+    use gitops_source::{LayerOperation, OciSource};
+    let repo = build_repo();
+    let registry = gitops_testkit::servers::OciRegistry::start()?;
+    for version in ["1.0.0", "1.1.0", "2.0.0-rc.1"] {
+        let package = repo.path().join(format!("app-{version}.tgz"));
+        run_helm(&[
+            "push",
+            package.to_str().expect("utf-8"),
+            &registry.oci_url("charts"),
+            "--plain-http",
+        ]);
+    }
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(registry.oci_url("charts/app"), object("HelmChart"));
+    source.insecure = true;
+    source.reference.semver = Some("*".into());
+    source.layer_selector.media_type = Some(HELM_CHART_LAYER_MEDIA_TYPE.into());
+    source.layer_selector.operation = LayerOperation::Copy;
+    let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.name(), Some("1.1.0"));
+    // The chart layer is the package helm pushed, byte for byte.
+    let package = std::fs::read(repo.path().join("app-1.1.0.tgz"))?;
+    assert_eq!(a.digest, Digest::sha256_of(&package));
+    assert!(template(&store.local_path(&a.path)).contains("nginx:1.0"));
+    // helm push records the chart metadata as manifest annotations.
+    assert_eq!(
+        a.metadata
+            .get("org.opencontainers.image.version")
+            .map(String::as_str),
+        Some("1.1.0")
+    );
+    Ok(())
+}

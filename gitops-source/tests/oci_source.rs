@@ -281,3 +281,32 @@ async fn htpasswd_registry_basic_auth_wrong_credentials_and_docker_config() -> T
     assert_eq!(b, Acquired::Unchanged(a));
     Ok(())
 }
+
+#[tokio::test]
+async fn tls_registry_needs_its_ca() -> TestResult {
+    let registry = OciRegistry::builder().tls().start()?;
+    let url = registry.oci_url("app");
+    let ca = registry
+        .ca_pem()
+        .expect("TLS registry has a CA")
+        .as_bytes()
+        .to_vec();
+    let dir = content("1");
+    let mut opts = push_opts("v1");
+    opts.insecure = false;
+    opts.tls.ca_pem = Some(ca.clone());
+    let pushed = push_artifact(&url, dir.path(), &opts).await?;
+
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(&url, object());
+    source.reference.tag = Some("v1".into());
+    match source.acquire(None, &store).await {
+        Err(SourceError::Network { .. }) => {}
+        other => panic!("expected a TLS failure without the CA, got {other:?}"),
+    }
+    source.tls.ca_pem = Some(ca);
+    let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), format!("v1@{}", pushed.digest));
+    Ok(())
+}

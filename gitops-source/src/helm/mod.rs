@@ -36,6 +36,10 @@ use crate::fetch::{FetchLimits, extract_tar_gz};
 use crate::revision::{Algorithm, Digest, Revision};
 use crate::store::{ArtifactStore, ObjectRef};
 
+/// The media type of the chart layer `helm push` writes to OCI registries; select it with
+/// [`crate::oci::LayerSelector`] and [`crate::oci::LayerOperation::Copy`] to acquire an OCI chart
+/// as its `.tgz`.
+pub const HELM_CHART_LAYER_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 /// Metadata key: the chart revision as Flux writes it (`1.2.3`, `1.2.3+4`, `1.2.3+abcdef012345`).
 pub const CHART_REVISION_KEY: &str = "source.gitops.dev/chart-revision";
 /// Metadata key: the fingerprint of the chart configuration (values files, strategy).

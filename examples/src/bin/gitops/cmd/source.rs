@@ -486,9 +486,8 @@ fn oci(args: OciArgs) -> anyhow::Result<ExitCode> {
     acquire_and_print(&source, &args.out)
 }
 
-/// Helm stores charts pushed to `oci://host/path` as `host/path/<chart>:<version>` with this
-/// content layer.
-const HELM_CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+/// Helm stores charts pushed to `oci://host/path` as `host/path/<chart>:<version>`.
+const HELM_CHART_LAYER: &str = gitops_source::helm::HELM_CHART_LAYER_MEDIA_TYPE;
 
 fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
     use gitops_source::oci::{LayerOperation, OciAuth, OciSource};
