@@ -289,6 +289,16 @@ pub enum KustomizationError {
         #[source]
         source: kube::Error,
     },
+    /// Adding or running the finalizer failed.
+    #[error("finalizer of Kustomization {namespace}/{name}: {message}")]
+    Finalizer {
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// What the Kustomization controller needs.
@@ -457,11 +467,123 @@ pub async fn reconcile(
     result
 }
 
+/// Flux's finalizer: a deleted Kustomization with `prune` deletes what it applied.
+pub const FINALIZER: &str = "finalizers.fluxcd.io";
+
 async fn reconcile_once(
     ks: Arc<Kustomization>,
     ctx: Arc<KustomizationContext>,
 ) -> Result<Action, KustomizationError> {
-    if ks.metadata.deletion_timestamp.is_some() || ks.spec.suspend == Some(true) {
+    let namespace = ks.namespace().unwrap_or_default();
+    let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = ks.name_any();
+    let finalizers = ks.metadata.finalizers.clone().unwrap_or_default();
+    let has = finalizers.iter().any(|f| f == FINALIZER);
+    let kube_err = |what: &'static str| {
+        let (namespace, name) = (namespace.clone(), name.clone());
+        move |source| KustomizationError::Kube {
+            what,
+            namespace,
+            name,
+            source,
+        }
+    };
+    if ks.metadata.deletion_timestamp.is_some() {
+        if !has {
+            return Ok(Action::await_change());
+        }
+        let action = cleanup(ks.clone(), ctx.clone()).await?;
+        let rest: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+        // resourceVersion makes the patch fail rather than drop a finalizer added meanwhile.
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": rest,
+            "resourceVersion": ks.metadata.resource_version,
+        }});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube_err("removing the finalizer"))?;
+        return Ok(action);
+    }
+    if !has {
+        let mut with = finalizers.clone();
+        with.push(FINALIZER.to_string());
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": with,
+            "resourceVersion": ks.metadata.resource_version,
+        }});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube_err("adding the finalizer"))?;
+        // The update triggers the next reconcile.
+        return Ok(Action::await_change());
+    }
+    reconcile_apply(ks, ctx).await
+}
+
+/// On deletion: prune the inventory (when `prune` is on and the object is not suspended),
+/// then let the object go.
+async fn cleanup(
+    ks: Arc<Kustomization>,
+    ctx: Arc<KustomizationContext>,
+) -> Result<Action, KustomizationError> {
+    let namespace = ks.namespace().unwrap_or_default();
+    let name = ks.name_any();
+    if ks.spec.prune && ks.spec.suspend != Some(true) {
+        let inventory = Inventory {
+            entries: ks
+                .status
+                .as_ref()
+                .and_then(|s| s.inventory.as_ref())
+                .map(|inv| {
+                    inv.entries
+                        .iter()
+                        .map(|e| InventoryEntry {
+                            id: e.id.clone(),
+                            v: e.v.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        let objects = inventory.objects().unwrap_or_default();
+        let manager = ctx.manager(&namespace, &name);
+        match manager.prune(&objects, &PruneOptions::default()).await {
+            Ok(pruned) => {
+                let log = pruned.change_log();
+                if !log.is_empty() {
+                    ctx.events
+                        .record(&*ks, Severity::Info, "Pruned", log.trim_end(), None);
+                }
+            }
+            Err(error) => {
+                // Keep the finalizer: the next attempt retries what is left.
+                ctx.events.record(
+                    &*ks,
+                    Severity::Error,
+                    "PruneFailed",
+                    &error.to_string(),
+                    None,
+                );
+                return Err(KustomizationError::Finalizer {
+                    namespace,
+                    name,
+                    message: format!("pruning the inventory: {error}"),
+                });
+            }
+        }
+    }
+    ctx.managers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(namespace, name));
+    Ok(Action::await_change())
+}
+
+async fn reconcile_apply(
+    ks: Arc<Kustomization>,
+    ctx: Arc<KustomizationContext>,
+) -> Result<Action, KustomizationError> {
+    if ks.spec.suspend == Some(true) {
         return Ok(Action::await_change());
     }
     let namespace = ks.namespace().unwrap_or_default();

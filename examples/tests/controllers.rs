@@ -796,3 +796,66 @@ async fn spec_overrides_target_namespace_prefix_images_and_patches() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_pruning_kustomization_deletes_what_it_applied() {
+    let env = Env::start(&[
+        ("keep/ns.yaml", NAMESPACE),
+        ("deploy/settings.yaml", &config_map("blue")),
+    ])
+    .await;
+    env.git_repository("app", "1h").await;
+    env.kustomization(
+        "infra",
+        serde_json::json!({"path": "./keep", "prune": false}),
+    )
+    .await;
+    env.kustomization(
+        "apps",
+        serde_json::json!({"path": "./deploy", "dependsOn": [{"name": "infra"}]}),
+    )
+    .await;
+    let head = env.repo.head().expect("head");
+    ks_ready_at(&env, "infra", &head).await;
+    let ks = ks_ready_at(&env, "apps", &head).await;
+    assert_eq!(
+        ks.metadata.finalizers.as_deref(),
+        Some(&["finalizers.fluxcd.io".to_string()][..])
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    assert!(
+        config_maps
+            .get_opt("settings")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    let api = env.api::<Kustomization>();
+    api.delete("apps", &Default::default())
+        .await
+        .expect("delete apps");
+    until("apps gone with its ConfigMap", || async {
+        let ks = api.get_opt("apps").await.expect("get");
+        let cm = config_maps.get_opt("settings").await.expect("get");
+        (
+            (ks.is_none() && cm.is_none()).then_some(()),
+            format!("ks {} cm {}", ks.is_some(), cm.is_some()),
+        )
+    })
+    .await;
+    // Without prune, deleting the Kustomization leaves its objects.
+    api.delete("infra", &Default::default())
+        .await
+        .expect("delete infra");
+    until("infra gone", || async {
+        let ks = api.get_opt("infra").await.expect("get");
+        (ks.is_none().then_some(()), format!("{ks:?}"))
+    })
+    .await;
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    assert!(
+        namespaces.get_opt("apps").await.expect("get").is_some(),
+        "prune: false keeps objects"
+    );
+    env.stop().await;
+}
