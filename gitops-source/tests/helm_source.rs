@@ -358,3 +358,40 @@ async fn oci_chart_pushed_by_helm_push() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn https_repository_with_custom_ca_and_mutual_tls() -> TestResult {
+    let repo = build_repo();
+    let ca = gitops_testkit::servers::TestCa::generate()?;
+    let server = HelmRepoServer::builder()
+        .tls_with_ca(&ca)
+        .require_client_cert()
+        .start(repo.path())?;
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut repository = HelmRepositorySource::new(server.url(), object("HelmRepository"));
+    // Without the CA the server certificate is not trusted.
+    assert!(matches!(
+        repository.acquire(None, &store).await,
+        Err(SourceError::Network { .. })
+    ));
+    // With the CA but no client certificate the handshake is refused.
+    repository.http.ca_pem = Some(ca.cert_pem().as_bytes().to_vec());
+    assert!(matches!(
+        repository.acquire(None, &store).await,
+        Err(SourceError::Network { .. })
+    ));
+    let client = ca.issue_client_cert("gitops")?;
+    repository.http.client_identity_pem = Some((
+        client.cert_pem.as_bytes().to_vec(),
+        client.key_pem.as_bytes().to_vec(),
+    ));
+    let index = repository.acquire(None, &store).await?.into_artifact();
+    assert!(index.revision.to_string().starts_with("sha256:"));
+    let chart = HelmChartSource::from_repository(repository, "app", "1.0.0", object("HelmChart"))
+        .acquire(None, &store)
+        .await?
+        .into_artifact();
+    assert_eq!(chart.metadata[CHART_REVISION_KEY], "1.0.0");
+    Ok(())
+}
