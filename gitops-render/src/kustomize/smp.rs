@@ -255,9 +255,11 @@ fn merge_list(ds: &mut Vec<Value>, ps: &[Value], kind: &str, path: &mut Vec<Stri
         .or_else(|| assoc_key_of(ds))
         .or_else(|| assoc_key_of(ps))
         .unwrap_or("name");
-    // kustomize merges with kyaml's "prepend" list direction: elements only in the patch
-    // come first, in patch order, then the original elements (merged in place).
-    let mut added = Vec::new();
+    // kustomize merges with kyaml's "prepend" list direction: the patch's elements come
+    // first, in patch order (merged with the original element of the same key), then the
+    // original elements the patch does not name, in their order.
+    let mut out = Vec::with_capacity(ds.len() + ps.len());
+    let mut used = vec![false; ds.len()];
     for pe in patch_elems {
         let Some(pm) = pe.as_map() else { continue };
         let Some(kv) = pm.get(key) else {
@@ -266,27 +268,31 @@ fn merge_list(ds: &mut Vec<Value>, ps: &[Value], kind: &str, path: &mut Vec<Stri
         let pos = ds
             .iter()
             .position(|d| d.as_map().and_then(|m| m.get(key)) == Some(kv));
+        if let Some(i) = pos {
+            used[i] = true;
+        }
         match (pos, directive(pm)) {
-            (Some(i), Some("delete")) => {
-                ds.remove(i);
-            }
-            (None, Some("delete")) => {}
+            (_, Some("delete")) => {}
             (Some(i), _) => {
-                if let Value::Map(dm) = &mut ds[i] {
+                let mut d = ds[i].clone();
+                if let Value::Map(dm) = &mut d {
                     merge_map(dm, pm, kind, path);
                 }
+                out.push(d);
             }
             (None, _) => {
                 let mut p = pe.clone();
                 strip_directives(&mut p);
-                added.push(p);
+                out.push(p);
             }
         }
     }
-    if !added.is_empty() {
-        added.append(ds);
-        *ds = added;
+    for (i, d) in ds.drain(..).enumerate() {
+        if !used[i] {
+            out.push(d);
+        }
     }
+    *ds = out;
 }
 
 fn is_directive_only(v: &Value) -> bool {
@@ -304,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn merges_containers_by_name_and_puts_new_ones_first() {
+    fn patch_elements_come_first_then_the_rest_as_kustomize_orders_them() {
         let mut d =
             doc("spec:\n  containers:\n  - name: a\n    image: x\n  - name: b\n    image: y\n");
         let p = doc("spec:\n  containers:\n  - name: b\n    image: z\n  - name: c\n    image: w\n");
@@ -312,7 +318,7 @@ mod tests {
         assert_eq!(
             d,
             doc(
-                "spec:\n  containers:\n  - name: a\n    image: x\n  - name: b\n    image: z\n  - name: c\n    image: w\n"
+                "spec:\n  containers:\n  - name: b\n    image: z\n  - name: c\n    image: w\n  - name: a\n    image: x\n"
             )
         );
     }
