@@ -644,6 +644,23 @@ fn accumulate_inner(
         let (p, text) = ldr.read_text(&c)?;
         parse_stream(&text).map_err(|source| KustomizeError::Yaml { path: p, source })?;
     }
+    if let Some(o) = k.get("openapi") {
+        let version = o.get("version").and_then(Value::scalar_text);
+        if version.is_some() && o.get("path").is_some() {
+            return Err(KustomizeError::Kustomization {
+                path: k.file.clone(),
+                message: "builtin version and custom schema provided, cannot use both".into(),
+            });
+        }
+        if let Some(v) = version {
+            if v != "v1.21.2" {
+                return Err(KustomizeError::Kustomization {
+                    path: k.file.clone(),
+                    message: format!("the specified OpenAPI version {v:?} is not built in"),
+                });
+            }
+        }
+    }
     if let Some(o) = k.get("openapi")
         && let Some(path) = o.get("path").and_then(Value::as_str)
     {

@@ -77,6 +77,26 @@ pub(crate) fn fix(
     resources: &mut [Resource],
     config: &TransformerConfig,
 ) -> Result<(), KustomizeError> {
+    for r in resources.iter() {
+        if !matches!(r.kind(), "RoleBinding" | "ClusterRoleBinding") {
+            continue;
+        }
+        let subjects = r.value.get("subjects").and_then(Value::as_seq);
+        for s in subjects.into_iter().flatten() {
+            let Some(sm) = s.as_map() else { continue };
+            if sm.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                && matches!(sm.get("namespace"), Some(Value::Null))
+            {
+                return Err(KustomizeError::transform(
+                    "nameReference",
+                    format!(
+                        "Invalid Input: namespace is blank for resource {:?}",
+                        r.id_string()
+                    ),
+                ));
+            }
+        }
+    }
     for rule in &config.name_reference {
         fix_rule(resources, rule)?;
     }
