@@ -652,13 +652,13 @@ fn accumulate_inner(
                 message: "builtin version and custom schema provided, cannot use both".into(),
             });
         }
-        if let Some(v) = version {
-            if v != "v1.21.2" {
-                return Err(KustomizeError::Kustomization {
-                    path: k.file.clone(),
-                    message: format!("the specified OpenAPI version {v:?} is not built in"),
-                });
-            }
+        if let Some(v) = version
+            && v != "v1.21.2"
+        {
+            return Err(KustomizeError::Kustomization {
+                path: k.file.clone(),
+                message: format!("the specified OpenAPI version {v:?} is not built in"),
+            });
         }
     }
     if let Some(o) = k.get("openapi")
