@@ -363,3 +363,84 @@ async fn the_scale_subresource_reads_and_writes_replicas() {
     assert_eq!(d.spec.and_then(|s| s.replicas), Some(5));
     assert_eq!(d.metadata.generation, Some(2));
 }
+
+#[tokio::test]
+async fn omitted_port_protocols_are_defaulted_before_list_items_are_matched() {
+    use k8s_openapi::api::core::v1::Service;
+    let (_c, client) = cluster().await;
+    let pp = PatchParams::apply("flux");
+
+    // Service ports are keyed by port+protocol: an apply that leaves `protocol` out must
+    // address the stored TCP port, not add a second one, and a re-apply must be a no-op.
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]}});
+    let first = services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .expect("apply service");
+    let again = services
+        .patch("web", &pp, &Patch::Apply(&svc))
+        .await
+        .expect("re-apply service");
+    let ports = again
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .expect("ports");
+    assert_eq!(ports.len(), 1, "one port, not a duplicate: {ports:?}");
+    assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        first.metadata.resource_version, again.metadata.resource_version,
+        "re-applying the same configuration changes nothing"
+    );
+    let owned = again
+        .metadata
+        .managed_fields
+        .as_ref()
+        .expect("managedFields")[0]
+        .fields_v1
+        .as_ref()
+        .expect("fieldsV1")
+        .0
+        .clone();
+    assert!(
+        owned["f:spec"]["f:ports"]
+            .get(r#"k:{"port":80,"protocol":"TCP"}"#)
+            .is_some(),
+        "the port is owned under its defaulted key: {owned}"
+    );
+
+    // Container ports are keyed by containerPort+protocol, in every pod template.
+    let deployments: Api<Deployment> = Api::namespaced(client, "default");
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                "ports": [{"containerPort": 8080}]}]}}}});
+    let first = deployments
+        .patch("web", &pp, &Patch::Apply(&deploy))
+        .await
+        .expect("apply deployment");
+    let again = deployments
+        .patch("web", &pp, &Patch::Apply(&deploy))
+        .await
+        .expect("re-apply deployment");
+    let container = &again
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+        .containers[0];
+    let ports = container.ports.clone().expect("container ports");
+    assert_eq!(
+        ports.len(),
+        1,
+        "one container port, not a duplicate: {ports:?}"
+    );
+    assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        first.metadata.resource_version,
+        again.metadata.resource_version
+    );
+}

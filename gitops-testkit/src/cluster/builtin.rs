@@ -141,6 +141,50 @@ fn set_default(m: &mut Value, key: &str, v: Value) {
     }
 }
 
+/// Defaults the key fields of associative lists in an applied configuration before it is
+/// merged, as kube-apiserver does: a port's `protocol` is part of its list key
+/// (`containerPort`+`protocol`, Service `port`+`protocol`) and defaults to `TCP`, so an apply
+/// that leaves it out addresses the same list item as the stored, defaulted object.
+pub fn default_apply_list_keys(rt: &ResourceType, config: &mut Value) {
+    if rt.is_custom() {
+        return;
+    }
+    if rt.kind == "Service"
+        && let Some(ports) = config
+            .pointer_mut("/spec/ports")
+            .and_then(Value::as_array_mut)
+    {
+        for p in ports {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+    default_container_port_keys(config);
+}
+
+fn default_container_port_keys(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if matches!(
+                    key.as_str(),
+                    "containers" | "initContainers" | "ephemeralContainers"
+                ) {
+                    for c in child.as_array_mut().into_iter().flatten() {
+                        let ports = c.get_mut("ports").and_then(Value::as_array_mut);
+                        for p in ports.into_iter().flatten() {
+                            set_default(p, "protocol", json!("TCP"));
+                        }
+                    }
+                } else {
+                    default_container_port_keys(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(default_container_port_keys),
+        _ => {}
+    }
+}
+
 fn obj_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut Value {
     if !v[key].is_object() {
         v[key] = json!({});

@@ -1566,6 +1566,7 @@ fn apply(
     {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
+    builtin::default_apply_list_keys(&t.rt, &mut config);
     let shape = shape_of(&t.rt);
     let has_status = t.rt.status_subresource;
     let config_t = ssa::strip_for_tracking(&config, has_status, &t.sub);
