@@ -10,6 +10,7 @@
 //! engines keep their own order-preserving, YAML-faithful node type inside and hand over
 //! [`kube_core::DynamicObject`]s at the boundary.
 
+pub mod flux;
 pub mod helm;
 pub mod kustomize;
 pub mod yaml;

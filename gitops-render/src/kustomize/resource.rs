@@ -132,6 +132,11 @@ pub(crate) fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
 }
 
 impl Resource {
+    /// Wraps an object that was not read from a file.
+    pub fn from_value(value: Value) -> Self {
+        Self::new(value, None)
+    }
+
     /// Wraps an object read from `origin`.
     pub(crate) fn new(value: Value, origin: Option<PathBuf>) -> Self {
         Self {

@@ -1,8 +1,12 @@
-//! `gitops build DIR`: build a kustomization the way `kubectl kustomize` does, in-process.
+//! `gitops build DIR`: build a kustomization the way `kubectl kustomize` does, in-process,
+//! optionally followed by Flux's post-build variable substitution.
 
 use std::io::Write;
 use std::{path::PathBuf, process::ExitCode};
 
+use std::collections::BTreeMap;
+
+use gitops_render::flux;
 use gitops_render::kustomize::{BuildOptions, LoadRestrictor, build};
 
 /// Arguments of `gitops build`.
@@ -16,6 +20,15 @@ pub struct Args {
     /// Add the label app.kubernetes.io/managed-by to every object.
     #[arg(long)]
     pub enable_managedby_label: bool,
+    /// Flux post-build substitution: a variable `KEY=VALUE` (wins over --substitute-from).
+    #[arg(long = "substitute", value_name = "KEY=VALUE")]
+    pub substitute: Vec<String>,
+    /// Flux post-build substitution: variables from a `.env` file (later files win).
+    #[arg(long = "substitute-from", value_name = "FILE.env")]
+    pub substitute_from: Vec<PathBuf>,
+    /// Fail when a `${var}` has no value and no default (Flux's strict substitution).
+    #[arg(long)]
+    pub strict_substitute: bool,
 }
 
 /// Runs `gitops build`.
@@ -30,13 +43,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         managed_by_label: args.enable_managedby_label,
         ..BuildOptions::default()
     };
-    let built = match build(&args.dir, &opts) {
+    let mut from = Vec::new();
+    for f in &args.substitute_from {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+        from.push(flux::parse_env_file(&text));
+    }
+    let mut inline = BTreeMap::new();
+    for kv in &args.substitute {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--substitute {kv:?} is not KEY=VALUE"))?;
+        inline.insert(k.to_string(), v.to_string());
+    }
+    let substituting = !from.is_empty() || !inline.is_empty() || args.strict_substitute;
+    let mut built = match build(&args.dir, &opts) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("Error: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    if substituting {
+        let vars = flux::merge_vars(&from, &inline);
+        if let Err(e) = flux::substitute(&mut built.resources, &vars, args.strict_substitute) {
+            eprintln!("Error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     for w in &built.warnings {
         eprintln!("{w}");
     }
