@@ -173,8 +173,9 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<Build, KustomizeError> {
         if origins {
             let text = match (&r.gen_origin, &r.origin) {
                 (Some((kf, kind)), _) => Some(format!(
-                    "configuredIn: {}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n",
-                    relative(&dir, kf)
+                    "configuredIn: {}\nconfiguredBy:\n{}",
+                    relative(&dir, kf),
+                    configured_by_lines(kind, "  ")
                 )),
                 (None, Some(p)) => Some(format!("path: {}\n", relative(&dir, p))),
                 _ => None,
@@ -187,8 +188,9 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<Build, KustomizeError> {
             let mut t = String::new();
             for (kf, kind) in &r.transforms {
                 t.push_str(&format!(
-                    "- configuredIn: {}\n  configuredBy:\n    apiVersion: builtin\n    kind: {kind}\n",
-                    relative(&dir, kf)
+                    "- configuredIn: {}\n  configuredBy:\n{}",
+                    relative(&dir, kf),
+                    configured_by_lines(kind, "    ")
                 ));
             }
             annos.push(("alpha.config.kubernetes.io/transformations", t));
@@ -223,6 +225,32 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<Build, KustomizeError> {
         resources: acc.resources,
         warnings: ctx.warnings,
     })
+}
+
+/// A builtin kind plus the plugin config's name and namespace, for the `configuredBy`
+/// annotations ("Kind|name|namespace").
+fn configured_by(kind: &str, cfg: &Value) -> String {
+    format!(
+        "{kind}|{}|{}",
+        cfg.str_at(&["metadata", "name"]).unwrap_or(""),
+        cfg.str_at(&["metadata", "namespace"]).unwrap_or("")
+    )
+}
+
+/// The `configuredBy` body lines at `indent`.
+fn configured_by_lines(spec: &str, indent: &str) -> String {
+    let mut parts = spec.split('|');
+    let kind = parts.next().unwrap_or("");
+    let name = parts.next().unwrap_or("");
+    let ns = parts.next().unwrap_or("");
+    let mut s = format!("{indent}apiVersion: builtin\n{indent}kind: {kind}\n");
+    if !name.is_empty() {
+        s.push_str(&format!("{indent}name: {name}\n"));
+    }
+    if !ns.is_empty() {
+        s.push_str(&format!("{indent}namespace: {ns}\n"));
+    }
+    s
 }
 
 /// `p` relative to `base` (with `..` where needed).
@@ -720,7 +748,7 @@ fn accumulate_inner(
     let suffix = k.str("nameSuffix").unwrap_or_default();
     if !prefix.is_empty() || !suffix.is_empty() {
         prefix_suffix(acc, &prefix, &suffix, &config.name_prefix)?;
-        for r in acc.resources.iter_mut().filter(|r| !skip_prefix(r)) {
+        for r in acc.resources.iter_mut() {
             if !prefix.is_empty() {
                 r.transforms
                     .push((k.file.clone(), "PrefixTransformer".into()));
@@ -1080,30 +1108,28 @@ fn apply_json6902_entry(
 }
 
 fn namespace_transform(acc: &mut Acc, ns: &str, specs: &[FieldSpec]) -> Result<(), KustomizeError> {
+    let extra: Vec<FieldSpec> = specs
+        .iter()
+        .filter(|f| f.path != ["metadata", "namespace"])
+        .cloned()
+        .collect();
     for r in acc.resources.iter_mut() {
         let gvk = r.gvk();
-        if gvk.is_cluster_scoped() {
-            // Cluster-scoped objects keep no namespace; only references inside change.
-        } else {
+        if !gvk.is_cluster_scoped() {
             let old = r.namespace().to_string();
             if old != ns {
                 r.remember_id();
             }
-            let extra: Vec<FieldSpec> = specs
-                .iter()
-                .filter(|f| f.path != ["metadata", "namespace"])
-                .cloned()
-                .collect();
             super::resource::metadata_mut(r.map_mut())
                 .insert("namespace".into(), Value::Str(ns.to_string()));
-            apply_specs(r, &extra, &mut |m, k, create| {
-                if create || m.contains_key(k) {
-                    m.insert(k.to_string(), Value::Str(ns.to_string()));
-                }
-                Ok(())
-            })
-            .map_err(|e| KustomizeError::transform("namespace", e))?;
         }
+        apply_specs(r, &extra, &mut |m, k, create| {
+            if create || m.contains_key(k) {
+                m.insert(k.to_string(), Value::Str(ns.to_string()));
+            }
+            Ok(())
+        })
+        .map_err(|e| KustomizeError::transform("namespace", e))?;
         match gvk.kind.as_str() {
             "RoleBinding" | "ClusterRoleBinding" => {
                 if let Some(Value::Seq(subjects)) = r.value.get_mut("subjects") {
@@ -1449,7 +1475,7 @@ fn run_builtin(
                 &GenOptions::default(),
                 None,
             )?;
-            r.gen_origin = Some((kfile.to_path_buf(), kind.clone()));
+            r.gen_origin = Some((kfile.to_path_buf(), configured_by(&kind, cfg)));
             absorb_generated(acc, r)
         }
         "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
@@ -1461,8 +1487,9 @@ fn run_builtin(
                 .unwrap_or_default();
             let specs = field_specs(get("fieldSpecs"));
             prefix_suffix(acc, &prefix, &suffix, &specs)?;
-            for r in acc.resources.iter_mut().filter(|r| !skip_prefix(r)) {
-                r.transforms.push((kfile.to_path_buf(), kind.clone()));
+            for r in acc.resources.iter_mut() {
+                r.transforms
+                    .push((kfile.to_path_buf(), configured_by(&kind, cfg)));
             }
             Ok(())
         }
@@ -1492,7 +1519,12 @@ fn run_builtin(
             if specs.is_empty() {
                 specs = config.namespace.clone();
             }
-            namespace_transform(acc, &ns, &specs)
+            namespace_transform(acc, &ns, &specs)?;
+            for r in acc.resources.iter_mut() {
+                r.transforms
+                    .push((kfile.to_path_buf(), configured_by(&kind, cfg)));
+            }
+            Ok(())
         }
         "PatchTransformer" => {
             let target = get("target").map(Selector::from_value);
