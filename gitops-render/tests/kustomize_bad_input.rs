@@ -1,6 +1,6 @@
 //! Bad input gives typed errors naming the file (and line), never a panic.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use gitops_render::kustomize::{BuildOptions, KustomizeError, build};
 use gitops_render::yaml::YamlError;
@@ -16,9 +16,9 @@ fn scratch(name: &str, files: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
-fn opts(root: &PathBuf) -> BuildOptions {
+fn opts(root: &Path) -> BuildOptions {
     BuildOptions {
-        confine_root: Some(root.clone()),
+        confine_root: Some(root.to_path_buf()),
         ..BuildOptions::default()
     }
 }
