@@ -467,10 +467,6 @@ fn push_object(path: &Path, d: Value, out: &mut Vec<Resource>) -> Result<(), Kus
     }
 }
 
-fn same_id(a: &Resource, b: &Resource) -> bool {
-    a.gvk() == b.gvk() && a.name() == b.name() && a.effective_ns() == b.effective_ns()
-}
-
 /// Whether `old` had (at any point) the identity `new` has now.
 fn any_id_matches(old: &Resource, new: &Resource) -> bool {
     let g = new.gvk();
@@ -482,9 +478,14 @@ fn any_id_matches(old: &Resource, new: &Resource) -> bool {
         .any(|(n, ns)| n == new.name() && super::resource::effective_ns(&g, ns) == nns)
 }
 
+fn id_key(r: &Resource) -> (super::resource::Gvk, String, String) {
+    (r.gvk(), r.name().to_string(), r.effective_ns())
+}
+
 fn append_all(acc: &mut Acc, rs: Vec<Resource>) -> Result<(), KustomizeError> {
+    let mut ids: std::collections::HashSet<_> = acc.resources.iter().map(id_key).collect();
     for r in rs {
-        if acc.resources.iter().any(|o| same_id(o, &r)) {
+        if !ids.insert(id_key(&r)) {
             return Err(KustomizeError::Conflict { id: r.id_string() });
         }
         acc.resources.push(r);
