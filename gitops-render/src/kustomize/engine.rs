@@ -227,6 +227,18 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<Build, KustomizeError> {
     })
 }
 
+/// kustomize's built-in configuration plus what `configurations:` added (borrowed when
+/// nothing was added, which is the common case).
+fn effective_config(extra: &TransformerConfig) -> std::borrow::Cow<'static, TransformerConfig> {
+    if *extra == TransformerConfig::default() {
+        std::borrow::Cow::Borrowed(&*DEFAULT_CONFIG)
+    } else {
+        let mut c = DEFAULT_CONFIG.clone();
+        c.merge(extra);
+        std::borrow::Cow::Owned(c)
+    }
+}
+
 /// A builtin kind plus the plugin config's name and namespace, for the `configuredBy`
 /// annotations ("Kind|name|namespace").
 fn configured_by(kind: &str, cfg: &Value) -> String {
@@ -729,11 +741,7 @@ fn accumulate_inner(
         *acc = accumulate(ctx, &target, true, taken)?;
     }
     // builtin transformers, in kustomize's order
-    let config = {
-        let mut c = DEFAULT_CONFIG.clone();
-        c.merge(&acc.config);
-        c
-    };
+    let config = effective_config(&acc.config);
     for p in k.list("patchesStrategicMerge")? {
         let text = p.scalar_text().unwrap_or_default();
         let (name, content) = load_patch_text(ldr, &text)?;
@@ -1461,11 +1469,7 @@ fn run_builtin(
             format!("plugin {api}/{kind} is not a builtin; exec and Go plugins are not supported"),
         ));
     }
-    let config = {
-        let mut c = DEFAULT_CONFIG.clone();
-        c.merge(&acc.config);
-        c
-    };
+    let config = effective_config(&acc.config);
     let get = |k: &str| cfg.get(k).filter(|v| !v.is_null());
     match kind.as_str() {
         "ConfigMapGenerator" | "SecretGenerator" => {
