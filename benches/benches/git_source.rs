@@ -49,7 +49,11 @@ fn file_body(index: usize, size: usize) -> Vec<u8> {
             "  key-{:04}: value-{:016x}-{}\n",
             state % 10_000,
             state,
-            if state % 3 == 0 { "enabled" } else { "replicas: 3" }
+            if state % 3 == 0 {
+                "enabled"
+            } else {
+                "replicas: 3"
+            }
         );
         out.extend_from_slice(line.as_bytes());
     }
@@ -66,7 +70,11 @@ fn generate_repo(root: &Path, files: usize, file_bytes: usize) -> PathBuf {
     for i in 0..files {
         let dir = work.join(format!("apps/team-{:02}/svc-{:03}", i % 40, (i / 40) % 500));
         std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join(format!("resource-{i:05}.yaml")), file_body(i, file_bytes)).expect("write");
+        std::fs::write(
+            dir.join(format!("resource-{i:05}.yaml")),
+            file_body(i, file_bytes),
+        )
+        .expect("write");
     }
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "generated"]);
@@ -75,7 +83,16 @@ fn generate_repo(root: &Path, files: usize, file_bytes: usize) -> PathBuf {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "readme"]);
     let bare = root.join("repo.git");
-    git(root, &["clone", "-q", "--bare", work.to_str().expect("utf8"), bare.to_str().expect("utf8")]);
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().expect("utf8"),
+            bare.to_str().expect("utf8"),
+        ],
+    );
     git(&bare, &["gc", "-q"]);
     bare
 }
@@ -86,7 +103,17 @@ fn git_cli_pipeline(url: &str, scratch: &Path) {
     let checkout = scratch.join("checkout");
     git(
         scratch,
-        &["clone", "-q", "--depth", "1", "--single-branch", "-b", "main", url, checkout.to_str().expect("utf8")],
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            "--single-branch",
+            "-b",
+            "main",
+            url,
+            checkout.to_str().expect("utf8"),
+        ],
     );
     let status = Command::new("tar")
         .args(["czf", "../artifact.tar.gz", "--exclude=.git", "."])
@@ -121,23 +148,32 @@ fn bench_git_source(c: &mut Criterion) {
         b.iter(|| {
             let _ = std::fs::remove_dir_all(&store_dir);
             let store = ArtifactStore::new(&store_dir).expect("store");
-            let acquired = runtime.block_on(source.acquire(None, &store)).expect("acquire");
+            let acquired = runtime
+                .block_on(source.acquire(None, &store))
+                .expect("acquire");
             assert!(acquired.is_new());
         })
     });
 
     let scratch = root.path().join("git-cli");
-    group.bench_function("git_clone_depth1_tar_czf", |b| b.iter(|| git_cli_pipeline(&url, &scratch)));
+    group.bench_function("git_clone_depth1_tar_czf", |b| {
+        b.iter(|| git_cli_pipeline(&url, &scratch))
+    });
 
     let store = ArtifactStore::new(root.path().join("store-unchanged")).expect("store");
-    let last = match runtime.block_on(source.acquire(None, &store)).expect("acquire") {
+    let last = match runtime
+        .block_on(source.acquire(None, &store))
+        .expect("acquire")
+    {
         Acquired::New(a) => a,
         Acquired::Unchanged(a) => a,
     };
     let artifact_size = last.size;
     group.bench_function("gitops_unchanged_reacquire", |b| {
         b.iter(|| {
-            let acquired = runtime.block_on(source.acquire(Some(&last), &store)).expect("acquire");
+            let acquired = runtime
+                .block_on(source.acquire(Some(&last), &store))
+                .expect("acquire");
             assert!(!acquired.is_new());
         })
     });
