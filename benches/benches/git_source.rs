@@ -49,7 +49,7 @@ fn file_body(index: usize, size: usize) -> Vec<u8> {
             "  key-{:04}: value-{:016x}-{}\n",
             state % 10_000,
             state,
-            if state % 3 == 0 {
+            if state.is_multiple_of(3) {
                 "enabled"
             } else {
                 "replicas: 3"
