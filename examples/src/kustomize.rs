@@ -1230,7 +1230,7 @@ fn substitute_objects(
         // As Flux does: substitute the object's YAML text, then read it back, so `${REPLICAS}`
         // can become a number.
         let yaml = serde_saphyr::to_string(&object).map_err(|e| fail(e.to_string()))?;
-        let substituted = envsubst(&yaml, vars).map_err(fail)?;
+        let substituted = envsubst(&yaml, vars, &title).map_err(fail)?;
         let value: DynamicObject =
             serde_saphyr::from_str(&substituted).map_err(|e| fail(e.to_string()))?;
         out.push(value);
@@ -1238,55 +1238,10 @@ fn substitute_objects(
     Ok(out)
 }
 
-/// Flux's variable substitution (drone/envsubst semantics for the forms Flux documents):
-/// `${VAR}`, `${VAR:=default}`, `${VAR:-default}`, `${VAR:=}`; `$${VAR}` is kept as `${VAR}`.
-/// An unset variable without a default becomes empty. `$` not followed by `{` is kept.
-pub fn envsubst(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(escaped) = after.strip_prefix("${") {
-            out.push_str("${");
-            rest = escaped;
-            continue;
-        }
-        let Some(body_start) = after.strip_prefix('{') else {
-            out.push('$');
-            rest = after;
-            continue;
-        };
-        let Some(end) = body_start.find('}') else {
-            return Err(format!(
-                "unterminated variable reference near {:?}",
-                &rest[i..rest.len().min(i + 40)]
-            ));
-        };
-        let body = &body_start[..end];
-        let (name, default) = match body.find(":=").or_else(|| body.find(":-")) {
-            Some(p) => (&body[..p], Some(&body[p + 2..])),
-            None => (body, None),
-        };
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(format!(
-                "variable name {name:?} must match ^[_[:alpha:]][_[:alpha:][:digit:]]*$"
-            ));
-        }
-        match (vars.get(name), default) {
-            (Some(v), _) => out.push_str(v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => {}
-        }
-        rest = &body_start[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+/// Flux's post-build substitution of one object's YAML text, by gitops-render's envsubst
+/// (not strict: an unset variable without a default becomes empty, as Flux does by default).
+fn envsubst(text: &str, vars: &BTreeMap<String, String>, object: &str) -> Result<String, String> {
+    gitops_render::flux::envsubst(text, vars, false, object).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -1301,23 +1256,27 @@ mod tests {
         ]
         .into();
         assert_eq!(
-            envsubst("name: ${APP}-x", &vars).as_deref(),
+            envsubst("name: ${APP}-x", &vars, "Deployment/apps/web").as_deref(),
             Ok("name: web-x")
         );
         assert_eq!(
-            envsubst("r: ${MISSING:=2} ${MISSING:-y}", &vars).as_deref(),
+            envsubst(
+                "r: ${MISSING:=2} ${MISSING:-y}",
+                &vars,
+                "Deployment/apps/web"
+            )
+            .as_deref(),
             Ok("r: 2 y")
         );
         assert_eq!(
-            envsubst("keep $${APP} and $HOME", &vars).as_deref(),
+            envsubst("keep $${APP} and $HOME", &vars, "Deployment/apps/web").as_deref(),
             Ok("keep ${APP} and $HOME")
         );
         assert_eq!(
-            envsubst("gone: '${NOPE}'", &vars).as_deref(),
+            envsubst("gone: '${NOPE}'", &vars, "Deployment/apps/web").as_deref(),
             Ok("gone: ''")
         );
-        assert!(envsubst("bad ${1X}", &vars).is_err());
-        assert!(envsubst("open ${APP", &vars).is_err());
+        assert!(envsubst("open ${APP", &vars, "Deployment/apps/web").is_err());
     }
 
     #[test]
