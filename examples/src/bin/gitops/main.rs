@@ -44,6 +44,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One process-wide TLS crypto provider (aws-lc-rs), installed before any client is built, so
+    // a second provider pulled in by a dependency can never make client construction panic.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GITOPS_LOG")
