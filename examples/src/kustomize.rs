@@ -425,26 +425,14 @@ async fn patch_status(
     ks: &Kustomization,
     status: &KustomizationStatus,
 ) -> Result<(), KustomizationError> {
-    crate::metrics::record_condition(
-        "Kustomization",
-        &ks.namespace().unwrap_or_default(),
-        &ks.name_any(),
-        &status.conditions,
-    );
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        &ks.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| KustomizationError::Kube {
-        what: "writing the status",
-        namespace: ks.namespace().unwrap_or_default(),
-        name: ks.name_any(),
-        source,
-    })?;
-    Ok(())
+    meta::write_status(api, "Kustomization", ks, status, &status.conditions)
+        .await
+        .map_err(|source| KustomizationError::Kube {
+            what: "writing the status",
+            namespace: ks.namespace().unwrap_or_default(),
+            name: ks.name_any(),
+            source,
+        })
 }
 
 /// One reconcile of a Kustomization, measured (`gotk_reconcile_duration_seconds`,
@@ -453,18 +441,17 @@ pub async fn reconcile(
     ks: Arc<Kustomization>,
     ctx: Arc<KustomizationContext>,
 ) -> Result<Action, KustomizationError> {
-    let started = std::time::Instant::now();
     let namespace = ks.namespace().unwrap_or_default();
     let name = ks.name_any();
-    crate::metrics::record_suspend(
+    let suspended = ks.spec.suspend == Some(true);
+    crate::metrics::measure(
         "Kustomization",
         &namespace,
         &name,
-        ks.spec.suspend == Some(true),
-    );
-    let result = reconcile_once(ks, ctx).await;
-    crate::metrics::record_duration("Kustomization", &namespace, &name, started.elapsed());
-    result
+        suspended,
+        reconcile_once(ks, ctx),
+    )
+    .await
 }
 
 /// Flux's finalizer: a deleted Kustomization with `prune` deletes what it applied.

@@ -181,6 +181,31 @@ pub(crate) fn duration_schema(_gen: &mut schemars::SchemaGenerator) -> schemars:
     })
 }
 
+/// Writes `status` to the status subresource of `object` (`kind`) as a merge patch, and records
+/// its Ready condition as `gotk_reconcile_condition`.
+pub async fn write_status<K>(
+    api: &kube::Api<K>,
+    kind: &'static str,
+    object: &K,
+    status: &impl serde::Serialize,
+    conditions: &[Condition],
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt as _;
+    let namespace = object.namespace().unwrap_or_default();
+    crate::metrics::record_condition(kind, &namespace, &object.name_any(), conditions);
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &object.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

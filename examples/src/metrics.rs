@@ -48,3 +48,19 @@ pub fn record_suspend(kind: &'static str, namespace: &str, name: &str, suspended
         0.0
     });
 }
+
+/// Runs one reconcile of `kind` `namespace/name`, recording whether the object is suspended
+/// (`gotk_suspend_status`) and how long the reconcile took (`gotk_reconcile_duration_seconds`).
+pub async fn measure<T>(
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    suspended: bool,
+    reconcile: impl std::future::Future<Output = T>,
+) -> T {
+    let started = std::time::Instant::now();
+    record_suspend(kind, namespace, name, suspended);
+    let result = reconcile.await;
+    record_duration(kind, namespace, name, started.elapsed());
+    result
+}

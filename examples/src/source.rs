@@ -14,7 +14,7 @@ use gitops_source::{
     SourceError,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, CustomResource, ResourceExt};
@@ -302,26 +302,14 @@ async fn patch_status(
     repo: &GitRepository,
     status: &GitRepositoryStatus,
 ) -> Result<(), GitRepositoryError> {
-    crate::metrics::record_condition(
-        "GitRepository",
-        &repo.namespace().unwrap_or_default(),
-        &repo.name_any(),
-        &status.conditions,
-    );
-    let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        &repo.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| GitRepositoryError::Kube {
-        what: "writing the status",
-        namespace: repo.namespace().unwrap_or_default(),
-        name: repo.name_any(),
-        source,
-    })?;
-    Ok(())
+    meta::write_status(api, "GitRepository", repo, status, &status.conditions)
+        .await
+        .map_err(|source| GitRepositoryError::Kube {
+            what: "writing the status",
+            namespace: repo.namespace().unwrap_or_default(),
+            name: repo.name_any(),
+            source,
+        })
 }
 
 /// One reconcile of a GitRepository, measured (`gotk_reconcile_duration_seconds`,
@@ -330,18 +318,17 @@ pub async fn reconcile(
     repo: Arc<GitRepository>,
     ctx: Arc<GitRepositoryContext>,
 ) -> Result<Action, GitRepositoryError> {
-    let started = std::time::Instant::now();
     let namespace = repo.namespace().unwrap_or_default();
     let name = repo.name_any();
-    crate::metrics::record_suspend(
+    let suspended = repo.spec.suspend == Some(true);
+    crate::metrics::measure(
         "GitRepository",
         &namespace,
         &name,
-        repo.spec.suspend == Some(true),
-    );
-    let result = reconcile_once(repo, ctx).await;
-    crate::metrics::record_duration("GitRepository", &namespace, &name, started.elapsed());
-    result
+        suspended,
+        reconcile_once(repo, ctx),
+    )
+    .await
 }
 
 async fn reconcile_once(
