@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use gitops_source::oci::{OciAuth, OciRepositoryUrl, PushOptions, push_artifact};
+use gitops_source::oci::{OciRepositoryUrl, PushOptions, push_artifact};
 
 /// What to push.
 #[derive(Debug, clap::Subcommand)]
@@ -37,26 +37,9 @@ pub struct ArtifactArgs {
     /// An ignore pattern (gitignore syntax); repeatable; replaces Flux's default exclusions.
     #[arg(long = "ignore-path", value_name = "PATTERN")]
     pub ignore: Vec<String>,
-    /// Registry user name.
-    #[arg(long, requires = "password", conflicts_with = "docker_config")]
-    pub username: Option<String>,
-    /// Registry password (or set GITOPS_OCI_PASSWORD).
-    #[arg(
-        long,
-        env = "GITOPS_OCI_PASSWORD",
-        hide_env_values = true,
-        requires = "username"
-    )]
-    pub password: Option<String>,
-    /// A docker config.json to take the registry's credentials from.
-    #[arg(long)]
-    pub docker_config: Option<PathBuf>,
-    /// Talk plain HTTP to the registry.
-    #[arg(long)]
-    pub insecure: bool,
-    /// PEM file of CA certificates to trust.
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
+    /// How to reach the registry.
+    #[command(flatten)]
+    pub registry: super::source::RegistryArgs,
 }
 
 /// Runs `gitops push`.
@@ -74,17 +57,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     if !args.ignore.is_empty() {
         options.ignore = Some(args.ignore.join("\n"));
     }
-    options.auth = match (args.username, args.password, &args.docker_config) {
-        (Some(username), Some(password), _) => OciAuth::Basic { username, password },
-        (_, _, Some(file)) => OciAuth::from_docker_config_file(file, &repo.registry)?,
-        _ => OciAuth::Anonymous,
-    };
-    options.insecure = args.insecure;
-    options.tls.ca_pem = args
-        .ca_file
-        .as_deref()
-        .map(|p| std::fs::read(p).with_context(|| format!("reading CA file {}", p.display())))
-        .transpose()?;
+    options.auth = args.registry.auth(&repo.registry)?;
+    options.insecure = args.registry.insecure;
+    options.tls.ca_pem = args.registry.ca_pem()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let pushed = runtime
         .block_on(push_artifact(&args.url, &args.path, &options))

@@ -299,6 +299,30 @@ pub struct OciArgs {
     /// Store the selected layer verbatim instead of extracting it.
     #[arg(long)]
     pub copy: bool,
+    /// How to reach the registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// An ignore pattern (gitignore syntax); repeatable; replaces Flux's default exclusions.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Limit for the whole pull (`30s`, `2m`, or seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Namespace of the artifact in the store.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Name of the artifact in the store (default: the repository's last path component).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The artifact store directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// How to reach an OCI registry: credentials, plain HTTP, trusted CAs (shared by
+/// `gitops source oci` and `gitops push artifact`).
+#[derive(Debug, clap::Args)]
+pub struct RegistryArgs {
     /// Registry user name.
     #[arg(long, requires = "password", conflicts_with = "docker_config")]
     pub username: Option<String>,
@@ -319,21 +343,31 @@ pub struct OciArgs {
     /// PEM file of CA certificates to trust.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// An ignore pattern (gitignore syntax); repeatable; replaces Flux's default exclusions.
-    #[arg(long = "ignore", value_name = "PATTERN")]
-    pub ignore: Vec<String>,
-    /// Limit for the whole pull (`30s`, `2m`, or seconds).
-    #[arg(long, default_value = "60s", value_parser = parse_seconds)]
-    pub timeout: Duration,
-    /// Namespace of the artifact in the store.
-    #[arg(long, default_value = "default")]
-    pub namespace: String,
-    /// Name of the artifact in the store (default: the repository's last path component).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// The artifact store directory.
-    #[arg(long)]
-    pub out: PathBuf,
+}
+
+impl RegistryArgs {
+    /// The credentials for `registry`: Basic, from a docker config.json, or anonymous.
+    pub fn auth(&self, registry: &str) -> anyhow::Result<gitops_source::oci::OciAuth> {
+        use gitops_source::oci::OciAuth;
+        Ok(
+            match (&self.username, &self.password, &self.docker_config) {
+                (Some(username), Some(password), _) => OciAuth::Basic {
+                    username: username.clone(),
+                    password: password.clone(),
+                },
+                (_, _, Some(file)) => OciAuth::from_docker_config_file(file, registry)?,
+                _ => OciAuth::Anonymous,
+            },
+        )
+    }
+
+    /// The CA certificates to trust, read from `--ca-file`.
+    pub fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.ca_file
+            .as_deref()
+            .map(|p| read(p, "CA file"))
+            .transpose()
+    }
 }
 
 /// Arguments of `gitops source helm`.
@@ -448,7 +482,7 @@ fn acquire_and_print(source: &dyn gitops_source::Source, out: &Path) -> anyhow::
 }
 
 fn oci(args: OciArgs) -> anyhow::Result<ExitCode> {
-    use gitops_source::oci::{LayerOperation, OciAuth, OciReference, OciRepositoryUrl, OciSource};
+    use gitops_source::oci::{LayerOperation, OciReference, OciRepositoryUrl, OciSource};
     let repo = OciRepositoryUrl::parse(&args.url)?;
     let name = args
         .name
@@ -468,17 +502,9 @@ fn oci(args: OciArgs) -> anyhow::Result<ExitCode> {
     if args.copy {
         source.layer_selector.operation = LayerOperation::Copy;
     }
-    source.auth = match (args.username, args.password, &args.docker_config) {
-        (Some(username), Some(password), _) => OciAuth::Basic { username, password },
-        (_, _, Some(file)) => OciAuth::from_docker_config_file(file, &repo.registry)?,
-        _ => OciAuth::Anonymous,
-    };
-    source.insecure = args.insecure;
-    source.tls.ca_pem = args
-        .ca_file
-        .as_deref()
-        .map(|p| read(p, "CA file"))
-        .transpose()?;
+    source.auth = args.registry.auth(&repo.registry)?;
+    source.insecure = args.registry.insecure;
+    source.tls.ca_pem = args.registry.ca_pem()?;
     if !args.ignore.is_empty() {
         source.ignore = Some(args.ignore.join("\n"));
     }
