@@ -6,6 +6,7 @@ use super::KustomizeError;
 use super::fieldspec::{DEFAULT_CONFIG, FieldSpec, TransformerConfig, apply_specs, visit_field};
 use super::fs::{Loader, canonical, find_kustomization, is_remote};
 use super::generators::{self, GenOptions};
+use super::helmchart;
 use super::jsonpatch;
 use super::nameref;
 use super::resource::Resource;
@@ -46,6 +47,10 @@ pub struct BuildOptions {
     pub confine_root: Option<PathBuf>,
     /// Largest file read, in bytes.
     pub max_file_bytes: u64,
+    /// Render `helmCharts` with the in-process Helm engine (kustomize's `--enable-helm`).
+    /// On by default: unlike kustomize, rendering runs no program. When off, a kustomization
+    /// with `helmCharts` fails as kustomize does without `--enable-helm`.
+    pub enable_helm: bool,
 }
 
 impl Default for BuildOptions {
@@ -55,6 +60,7 @@ impl Default for BuildOptions {
             managed_by_label: false,
             confine_root: None,
             max_file_bytes: 64 * 1024 * 1024,
+            enable_helm: true,
         }
     }
 }
@@ -718,6 +724,25 @@ fn accumulate_inner(
         let mut r = generators::generate(ldr, &g, true, &global, None)?;
         r.gen_origin = Some((k.file.clone(), "SecretGenerator".into()));
         absorb_generated(acc, r)?;
+    }
+    if ["helmCharts", "helmChartInflationGenerator", "helmGlobals"]
+        .iter()
+        .any(|f| k.get(f).is_some())
+    {
+        let text = std::fs::read_to_string(&k.file).map_err(|e| KustomizeError::io(&k.file, e))?;
+        let (globals, charts) = helmchart::charts_of(&k.file, &text, &k.m)?;
+        if !charts.is_empty() && !ctx.opts.enable_helm {
+            return Err(KustomizeError::Kustomization {
+                path: k.file.clone(),
+                message: "helmCharts: must specify --enable-helm".into(),
+            });
+        }
+        for c in &charts {
+            for mut r in helmchart::inflate(ldr, &globals, c)? {
+                r.gen_origin = Some((k.file.clone(), "HelmChartInflationGenerator".into()));
+                absorb_generated(acc, r)?;
+            }
+        }
     }
     for g in k.str_list("generators")? {
         run_plugin_entry(ctx, ldr, k, &g, acc, true)?;

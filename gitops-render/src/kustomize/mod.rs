@@ -13,6 +13,7 @@ mod engine;
 mod fieldspec;
 mod fs;
 mod generators;
+mod helmchart;
 mod jsonpatch;
 mod nameref;
 mod resource;
@@ -119,6 +120,14 @@ pub enum KustomizeError {
         name: String,
         /// What went wrong.
         message: String,
+    },
+    /// The Helm engine failed to render a `helmCharts` entry.
+    #[error("helm chart {chart}: {source}")]
+    Helm {
+        /// The chart directory.
+        chart: PathBuf,
+        /// Helm's error.
+        source: crate::helm::HelmError,
     },
     /// A transformer failed.
     #[error("{transformer}: {message}")]
