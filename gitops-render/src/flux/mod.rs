@@ -1,6 +1,12 @@
-//! Flux's post-build variable substitution (kustomize-controller's `postBuild.substitute`).
+//! Flux's layer on top of kustomize, as kustomize-controller applies it.
 //!
-//! The dialect is Flux's `envsubst`: only the braced form `${var}` is expanded (a bare `$var`
+//! * [`FluxKustomization`]: the kustomization Flux generates for a directory without one, the
+//!   spec overrides (targetNamespace, namePrefix/nameSuffix, patches, images, components) merged
+//!   into it, the build confined to the artifact root, and `commonMetadata` (see the
+//!   `kustomization` module's documentation on [`FluxKustomization`]).
+//! * Post-build variable substitution (kustomize-controller's `postBuild.substitute`), below.
+//!
+//! The substitution dialect is Flux's `envsubst`: only the braced form `${var}` is expanded (a bare `$var`
 //! is left alone, so shell snippets survive), `$${var}` writes a literal `${var}`, and inside
 //! the braces: `${v:-d}` / `${v-d}` (default when unset or empty / when unset), `${v:=d}` /
 //! `${v=d}` (the same, as Flux evaluates them), `${#v}` (length), `${v:pos}` and
@@ -10,10 +16,14 @@
 //!
 //! Each object is substituted as its YAML text, then read back, unless it carries the
 //! annotation or label `kustomize.toolkit.fluxcd.io/substitute: disabled`.
-//!
-//! Not implemented here yet: Flux's generated kustomization for directories without one and
-//! Flux's Kustomization overrides (targetNamespace, patches, images, components,
-//! commonMetadata).
+
+mod kustomization;
+
+pub use kustomization::{
+    BuildError, CommonMetadata, EffectiveKustomization, FluxKustomization, Image,
+    KUSTOMIZATION_FILES, Patch, Selector, Substitution, clean_relative, find_kustomization_file,
+    generate, is_local_relative_path, set_common_metadata,
+};
 
 use std::collections::BTreeMap;
 
