@@ -4,7 +4,10 @@
 //! human-readable name followed by `@` and a digest: `main@sha1:<40 hex>` for a branch,
 //! `v1.2.3@sha1:<hex>` for a tag or semver match, `refs/pull/1/head@sha1:<hex>` for a ref name,
 //! a bare `sha1:<hex>` for a commit-only reference, `sha256:<hex>` for content addressed
-//! sources and `<tag>@sha256:<hex>` for OCI. Both round-trip through `Display`/`FromStr`.
+//! sources and `<tag>@sha256:<hex>` for OCI. A HelmChart's revision is different: Flux writes
+//! the bare chart version (`1.2.3`, or with build metadata `1.2.3+abcdef123456`, `1.2.3+4`),
+//! with no digest; [`Revision::chart_version`] expresses it. All round-trip through
+//! `Display`/`FromStr`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -78,6 +81,12 @@ pub enum ParseError {
         algorithm: Algorithm,
         /// The expected number of hex characters.
         expected: usize,
+    },
+    /// A chart version revision that is not a semantic version.
+    #[error("revision {input:?} is not a chart version (semver) nor `<algorithm>:<hex>`")]
+    NotAVersion {
+        /// The refused input.
+        input: String,
     },
     /// A revision whose name before `@` is empty.
     #[error("revision {input:?} has an empty name before `@`")]
@@ -189,25 +198,40 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
-/// A Flux revision: an optional name (branch, tag, ref name) and the digest it resolved to.
+/// A Flux revision: an optional name (branch, tag, ref name) and the digest it resolved to, or
+/// — for a HelmChart — a bare chart version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Revision {
-    name: Option<String>,
-    digest: Digest,
+    repr: Repr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Repr {
+    /// `<name>@<digest>` or a bare `<digest>`.
+    Digest {
+        name: Option<String>,
+        digest: Digest,
+    },
+    /// A chart version, kept exactly as written (`1.2.3`, `1.2.3-rc.1+abcdef123456`).
+    ChartVersion(String),
 }
 
 impl Revision {
     /// A revision with a name, such as `main@sha1:<hex>` or `v1.2.3@sha256:<hex>`.
     pub fn named(name: impl Into<String>, digest: Digest) -> Self {
         Revision {
-            name: Some(name.into()),
-            digest,
+            repr: Repr::Digest {
+                name: Some(name.into()),
+                digest,
+            },
         }
     }
 
     /// A bare revision, such as `sha1:<hex>` for a commit-only reference.
     pub fn bare(digest: Digest) -> Self {
-        Revision { name: None, digest }
+        Revision {
+            repr: Repr::Digest { name: None, digest },
+        }
     }
 
     /// A Git revision: `<name>@sha1:<commit>` or `sha1:<commit>` without a name.
@@ -219,22 +243,57 @@ impl Revision {
         })
     }
 
-    /// The name before `@`, if any.
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+    /// A HelmChart revision: the bare chart version as Flux writes it into
+    /// `status.artifact.revision` (`1.2.3`, `1.2.3+4`, `1.2.3+abcdef123456`). The version must
+    /// be semver as Helm reads it (a `v` prefix and partial versions are allowed); it is kept
+    /// verbatim so it round-trips.
+    pub fn chart_version(version: impl Into<String>) -> Result<Self, ParseError> {
+        let version = version.into();
+        if version.contains('@')
+            || version.contains(':')
+            || crate::semver::Version::parse(&version).is_err()
+        {
+            return Err(ParseError::NotAVersion { input: version });
+        }
+        Ok(Revision {
+            repr: Repr::ChartVersion(version),
+        })
     }
 
-    /// The digest after `@` (the commit for Git).
-    pub fn digest(&self) -> &Digest {
-        &self.digest
+    /// The name before `@`, if any (`None` for bare digests and chart versions).
+    pub fn name(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Digest { name, .. } => name.as_deref(),
+            Repr::ChartVersion(_) => None,
+        }
+    }
+
+    /// The digest after `@` (the commit for Git); `None` for a chart version revision.
+    pub fn digest(&self) -> Option<&Digest> {
+        match &self.repr {
+            Repr::Digest { digest, .. } => Some(digest),
+            Repr::ChartVersion(_) => None,
+        }
+    }
+
+    /// The chart version of a HelmChart revision.
+    pub fn as_chart_version(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::ChartVersion(v) => Some(v),
+            Repr::Digest { .. } => None,
+        }
     }
 }
 
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(name) => write!(f, "{name}@{}", self.digest),
-            None => write!(f, "{}", self.digest),
+        match &self.repr {
+            Repr::Digest {
+                name: Some(name),
+                digest,
+            } => write!(f, "{name}@{digest}"),
+            Repr::Digest { name: None, digest } => write!(f, "{digest}"),
+            Repr::ChartVersion(v) => f.write_str(v),
         }
     }
 }
@@ -253,7 +312,14 @@ impl FromStr for Revision {
                 }
                 Ok(Revision::named(name, digest.parse()?))
             }
-            None => Ok(Revision::bare(s.parse()?)),
+            None => match s.parse() {
+                Ok(digest) => Ok(Revision::bare(digest)),
+                // No `<algorithm>:` at all: a HelmChart's bare chart version, or nothing valid.
+                Err(e @ ParseError::MissingAlgorithm { .. }) => {
+                    Revision::chart_version(s).map_err(|_| e)
+                }
+                Err(e) => Err(e),
+            },
         }
     }
 }
@@ -288,6 +354,11 @@ mod tests {
             format!("sha256:{SHA256}"),
             format!("latest@sha256:{SHA256}"),
             format!("feature/a-b@sha1:{SHA1}"),
+            "1.2.3".to_owned(),
+            "1.2.3+abcdef123456".to_owned(),
+            "1.2.3+4".to_owned(),
+            "2.0.0-rc.1+abcdef123456.7".to_owned(),
+            "v1.2".to_owned(),
         ] {
             let parsed: Revision = s.parse().expect("valid revision");
             assert_eq!(parsed.to_string(), s);
@@ -298,8 +369,9 @@ mod tests {
     fn revision_parts() {
         let r: Revision = format!("v1.2.3@sha1:{SHA1}").parse().expect("valid");
         assert_eq!(r.name(), Some("v1.2.3"));
-        assert_eq!(r.digest().algorithm(), Algorithm::Sha1);
-        assert_eq!(r.digest().hex(), SHA1);
+        assert_eq!(r.digest().map(Digest::algorithm), Some(Algorithm::Sha1));
+        assert_eq!(r.digest().map(Digest::hex), Some(SHA1));
+        assert_eq!(r.as_chart_version(), None);
         let bare: Revision = format!("sha256:{SHA256}").parse().expect("valid");
         assert_eq!(bare.name(), None);
         assert_eq!(
@@ -312,6 +384,32 @@ mod tests {
             Revision::git(None, SHA1).expect("valid").to_string(),
             format!("sha1:{SHA1}")
         );
+    }
+
+    #[test]
+    fn chart_versions_are_bare_revisions() {
+        let r: Revision = "1.2.3+abcdef123456".parse().expect("valid");
+        assert_eq!(
+            r,
+            Revision::chart_version("1.2.3+abcdef123456").expect("valid")
+        );
+        assert_eq!(r.as_chart_version(), Some("1.2.3+abcdef123456"));
+        assert_eq!(r.name(), None);
+        assert_eq!(r.digest(), None);
+        assert_ne!(
+            r,
+            Revision::chart_version("1.2.3+abcdef123457").expect("valid")
+        );
+        for bad in ["main", "1.2.3.4", "", "1.2.3+", "x1.0.0", "1.0.0@x"] {
+            assert!(
+                Revision::chart_version(bad).is_err(),
+                "{bad:?} is not a chart version"
+            );
+        }
+        let json = serde_json::to_string(&r).expect("serialises");
+        assert_eq!(json, "\"1.2.3+abcdef123456\"");
+        let back: Revision = serde_json::from_str(&json).expect("deserialises");
+        assert_eq!(back, r);
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl Version {
             return Err(invalid());
         }
         let build = match build {
+            Some("") => return Err(invalid()),
             Some(b) => semver::BuildMetadata::new(b).map_err(|_| invalid())?,
             None => semver::BuildMetadata::EMPTY,
         };
@@ -119,6 +120,27 @@ impl Version {
     /// The version as the `semver` crate's type.
     pub fn as_semver(&self) -> &semver::Version {
         &self.inner
+    }
+
+    /// The build metadata after `+`, empty when there is none.
+    pub fn build_metadata(&self) -> &str {
+        self.inner.build.as_str()
+    }
+
+    /// This version with its build metadata replaced by `metadata` (Masterminds'
+    /// `SetMetadata`, which Flux uses for HelmChart revision suffixes); an empty `metadata`
+    /// removes it. `Display` then writes the normalised `major.minor.patch[-pre][+metadata]`.
+    pub fn with_build_metadata(&self, metadata: &str) -> Result<Version, SemverError> {
+        let build = if metadata.is_empty() {
+            semver::BuildMetadata::EMPTY
+        } else {
+            semver::BuildMetadata::new(metadata).map_err(|_| SemverError::InvalidVersion {
+                input: format!("{}+{metadata}", self.inner),
+            })?
+        };
+        let mut inner = self.inner.clone();
+        inner.build = build;
+        Ok(Version { inner })
     }
 
     /// Semantic version precedence, ignoring build metadata.
@@ -547,6 +569,30 @@ impl Constraint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_metadata_is_replaced_like_masterminds_set_metadata() {
+        let v = Version::parse("v1.2").expect("valid");
+        assert_eq!(
+            v.with_build_metadata("abcdef123456")
+                .expect("valid")
+                .to_string(),
+            "1.2.0+abcdef123456"
+        );
+        let v = Version::parse("2.0.0-rc.1+old").expect("valid");
+        assert_eq!(v.build_metadata(), "old");
+        assert_eq!(
+            v.with_build_metadata("3").expect("valid").to_string(),
+            "2.0.0-rc.1+3"
+        );
+        assert_eq!(
+            v.with_build_metadata("").expect("valid").to_string(),
+            "2.0.0-rc.1"
+        );
+        assert!(v.with_build_metadata("a b").is_err());
+        assert!(v.with_build_metadata("a..b").is_err());
+        assert!(Version::parse("1.2.3+").is_err());
+    }
 
     /// Golden table from Masterminds' documented rules (README sections on basic comparisons,
     /// pre-releases, hyphen ranges, wildcards, tilde and caret).

@@ -198,7 +198,12 @@ async fn every_reference_kind_over_http() -> TestResult {
         let src = source(&url, reference.clone());
         let artifact = acquire_new(&src, &store).await;
         assert_eq!(artifact.revision.to_string(), expected, "{reference:?}");
-        let commit = artifact.revision.digest().hex().to_owned();
+        let commit = artifact
+            .revision
+            .digest()
+            .expect("a Git revision has a commit digest")
+            .hex()
+            .to_owned();
         assert_eq!(
             artifact.path,
             Path::new("gitrepository/flux-system/app").join(format!("{commit}.tar.gz"))

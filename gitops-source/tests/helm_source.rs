@@ -118,8 +118,10 @@ async fn chart_from_repository_newest_stable_ranges_and_missing() -> TestResult 
     let mut source =
         HelmChartSource::from_repository(repository.clone(), "app", "*", object("HelmChart"));
     let a = source.acquire(None, &store).await?.into_artifact();
+    // Flux's HelmChart revision: the bare chart version, no digest.
+    assert_eq!(a.revision, Revision::chart_version("1.1.0")?);
+    assert_eq!(a.revision.to_string(), "1.1.0");
     assert_eq!(a.metadata[CHART_REVISION_KEY], "1.1.0");
-    assert_eq!(a.revision.name(), Some("1.1.0"));
     assert_eq!(a.file_name(), Some("app-1.1.0.tgz"));
     // Without values files the package is stored verbatim.
     let original = std::fs::read(repo.path().join("app-1.1.0.tgz"))?;
@@ -146,7 +148,7 @@ async fn chart_from_repository_newest_stable_ranges_and_missing() -> TestResult 
     );
     pre.max_chart_bytes = 1 << 20;
     let b = pre.acquire(None, &store).await?.into_artifact();
-    assert_eq!(b.metadata[CHART_REVISION_KEY], "2.0.0-rc.1");
+    assert_eq!(b.revision.to_string(), "2.0.0-rc.1");
 
     source.origin = gitops_source::ChartOrigin::Repository {
         repository: repository.clone(),
@@ -221,9 +223,14 @@ async fn values_files_merged_with_generation_suffix_and_basic_auth() -> TestResu
     source.values_files = vec!["values.yaml".into(), "values-prod.yaml".into()];
     source.generation = Some(3);
     let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), "1.0.0+3");
     assert_eq!(a.metadata[CHART_REVISION_KEY], "1.0.0+3");
-    assert_eq!(a.file_name(), Some("app-1.0.0.tgz"));
-    let rendered = template(&store.local_path(&a.path));
+    // As in Flux, the package and its Chart.yaml carry the full version.
+    assert_eq!(a.file_name(), Some("app-1.0.0+3.tgz"));
+    let package = store.local_path(&a.path);
+    let shown = run_helm(&["show", "chart", package.to_str().expect("utf-8")]);
+    assert!(shown.contains("version: 1.0.0+3"), "{shown}");
+    let rendered = template(&package);
     assert!(rendered.contains("replicas: \"3\""), "{rendered}");
     assert!(rendered.contains("image: \"nginx:2.0\""), "{rendered}");
     Ok(())
@@ -247,6 +254,7 @@ async fn chart_from_a_directory_with_helmignore_and_revision_strategy() -> TestR
         object("HelmChart"),
     );
     let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), "1.0.0");
     assert_eq!(a.metadata[CHART_REVISION_KEY], "1.0.0");
     assert_eq!(a.file_name(), Some("app-1.0.0.tgz"));
     let package = store.local_path(&a.path);
@@ -280,8 +288,33 @@ async fn chart_from_a_directory_with_helmignore_and_revision_strategy() -> TestR
     // the artifact root.
     source.values_files = vec!["charts/app/values.yaml".into(), "prod.yaml".into()];
     let b = source.acquire(Some(&a), &store).await?.into_artifact();
-    assert_eq!(b.metadata[CHART_REVISION_KEY], "1.0.0+1234567890ab");
-    assert!(template(&store.local_path(&b.path)).contains("replicas: \"5\""));
+    assert_eq!(b.revision.to_string(), "1.0.0+1234567890ab");
+    assert_eq!(b.file_name(), Some("app-1.0.0+1234567890ab.tgz"));
+    let package = store.local_path(&b.path);
+    assert!(template(&package).contains("replicas: \"5\""));
+    let shown = run_helm(&["show", "chart", package.to_str().expect("utf-8")]);
+    assert!(shown.contains("version: 1.0.0+1234567890ab"), "{shown}");
+    // With values files and a generation, Flux joins the two: `+<rev12>.<generation>`.
+    source.generation = Some(7);
+    let c = source.acquire(Some(&b), &store).await?.into_artifact();
+    assert_eq!(c.revision.to_string(), "1.0.0+1234567890ab.7");
+    assert_eq!(c.file_name(), Some("app-1.0.0+1234567890ab.7.tgz"));
+    // Same revision and configuration again: unchanged.
+    assert_eq!(
+        source.acquire(Some(&c), &store).await?,
+        Acquired::Unchanged(c.clone())
+    );
+    // The Revision strategy needs a source digest: a chart version is refused, typed.
+    let mut versioned = source.clone();
+    versioned.origin = gitops_source::ChartOrigin::Directory {
+        root: root.path().to_path_buf(),
+        path: "charts/app".into(),
+        source_revision: Revision::chart_version("9.9.9")?,
+    };
+    assert!(matches!(
+        versioned.acquire(None, &store).await,
+        Err(SourceError::InvalidSpec(_))
+    ));
 
     // A path leaving the artifact is refused.
     let escape = HelmChartSource::from_directory(root.path(), "../x", rev, object("HelmChart"));
@@ -356,6 +389,50 @@ async fn oci_chart_pushed_by_helm_push() -> TestResult {
             .map(String::as_str),
         Some("1.1.0")
     );
+
+    // The same charts as a HelmChart: Flux's revision is the bare chart version.
+    let mut registry = OciSource::new(registry.oci_url("charts/app"), object("HelmRepository"));
+    registry.insecure = true;
+    let newest = HelmChartSource::from_oci(registry.clone(), "", object("HelmChart"));
+    let c = newest.acquire(None, &store).await?.into_artifact();
+    assert_eq!(c.revision, Revision::chart_version("1.1.0")?);
+    assert_eq!(c.file_name(), Some("app-1.1.0.tgz"));
+    assert_eq!(c.digest, Digest::sha256_of(&package));
+    assert_eq!(
+        newest.acquire(Some(&c), &store).await?,
+        Acquired::Unchanged(c.clone())
+    );
+    let pre = HelmChartSource::from_oci(registry.clone(), "2.0.0-rc.1", object("HelmChart"))
+        .acquire(None, &store)
+        .await?
+        .into_artifact();
+    assert_eq!(pre.revision.to_string(), "2.0.0-rc.1");
+    // Values files inside the chart, with the generation as build metadata.
+    let mut valued = HelmChartSource::from_oci(registry.clone(), "~1.0", object("HelmChart"));
+    valued.values_files = vec!["values.yaml".into(), "values-prod.yaml".into()];
+    valued.generation = Some(5);
+    let d = valued.acquire(None, &store).await?.into_artifact();
+    assert_eq!(d.revision.to_string(), "1.0.0+5");
+    assert_eq!(d.file_name(), Some("app-1.0.0+5.tgz"));
+    let packaged = store.local_path(&d.path);
+    let shown = run_helm(&["show", "chart", packaged.to_str().expect("utf-8")]);
+    assert!(shown.contains("version: 1.0.0+5"), "{shown}");
+    assert!(template(&packaged).contains("image: \"nginx:2.0\""));
+    // A missing version and an unsatisfiable range are typed.
+    match HelmChartSource::from_oci(registry.clone(), "9.9.9", object("HelmChart"))
+        .acquire(None, &store)
+        .await
+    {
+        Err(SourceError::ReferenceNotFound { .. }) => {}
+        other => panic!("expected ReferenceNotFound, got {other:?}"),
+    }
+    match HelmChartSource::from_oci(registry, ">=3", object("HelmChart"))
+        .acquire(None, &store)
+        .await
+    {
+        Err(SourceError::NoMatchingTag { .. }) => {}
+        other => panic!("expected NoMatchingTag, got {other:?}"),
+    }
     Ok(())
 }
 
@@ -392,6 +469,6 @@ async fn https_repository_with_custom_ca_and_mutual_tls() -> TestResult {
         .acquire(None, &store)
         .await?
         .into_artifact();
-    assert_eq!(chart.metadata[CHART_REVISION_KEY], "1.0.0");
+    assert_eq!(chart.revision.to_string(), "1.0.0");
     Ok(())
 }

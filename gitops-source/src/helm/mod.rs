@@ -7,16 +7,21 @@
 //!
 //! [`HelmChartSource`] produces a packaged chart `<name>-<version>.tgz`, either from a Helm
 //! repository (chart name plus a Masterminds version constraint, default `*`: the newest stable
-//! version; the download is checked against the index digest) or from a chart directory inside
+//! version; the download is checked against the index digest), from an OCI registry (charts as
+//! `helm push` stores them: `oci://host/path/<chart>:<version>`, the chart layer's digest
+//! verified while pulling), or from a chart directory inside
 //! an acquired Git or bucket artifact (packaged as `helm package` lays it out, honouring
 //! `.helmignore`). `values_files` are merged in order and packaged as the chart's
 //! `values.yaml`.
 //!
-//! Revisions: [`Artifact::revision`] is `<chart revision>@sha256:<digest of the package>`,
-//! where the chart revision follows Flux — the chart version, `+<generation>` when values files
-//! are merged into a repository chart, `+<first 12 hex of the source revision digest>` with the
-//! `Revision` reconcile strategy. The bare Flux chart revision is also in the metadata under
-//! [`CHART_REVISION_KEY`].
+//! Revisions follow Flux: [`Artifact::revision`] is the bare chart version
+//! ([`Revision::chart_version`]), `1.2.3`, with build metadata set as Flux sets it (Masterminds'
+//! `SetMetadata`, so the version is normalised): `+<generation>` when values files are merged,
+//! `+<first 12 hex of the source revision digest>` with the `Revision` reconcile strategy, both
+//! joined by a dot for a directory chart (`1.2.3+abcdef123456.4`). When the version carries
+//! metadata the packaged `Chart.yaml` says so too and the file is `<name>-<version>.tgz` with the
+//! full version, as in Flux. The package digest is [`Artifact::digest`]; the chart revision is
+//! also in the metadata under [`CHART_REVISION_KEY`].
 
 mod index;
 
@@ -391,7 +396,7 @@ impl Source for HelmRepositorySource {
     ) -> Result<Acquired, SourceError> {
         let last_digest = last
             .filter(|a| store.exists(&a.path))
-            .map(|a| a.revision.digest().clone());
+            .and_then(|a| a.revision.digest().cloned());
         let fetched = self.fetch_index(last_digest.as_ref()).await?;
         let revision = Revision::bare(fetched.digest.clone());
         if let Some(last) = last
@@ -452,6 +457,16 @@ pub enum ChartOrigin {
         /// A Masterminds constraint (`*` when empty).
         version: String,
     },
+    /// A chart in an OCI registry as `helm push` stores it: the repository
+    /// `oci://host/path/<chart>`, tags are versions (`+` written as `_`).
+    Oci {
+        /// The registry repository of the chart (URL, credentials, TLS, timeout); its
+        /// reference and layer selector are set from `version`.
+        registry: crate::oci::OciSource,
+        /// An exact version (pulled by tag, no listing) or a Masterminds constraint over the
+        /// tags (`*` when empty).
+        version: String,
+    },
     /// A chart directory inside an acquired (extracted) Git or bucket artifact.
     Directory {
         /// The extracted artifact root.
@@ -504,6 +519,21 @@ impl HelmChartSource {
             ChartOrigin::Repository {
                 repository,
                 chart: chart.into(),
+                version: version.into(),
+            },
+            object,
+        )
+    }
+
+    /// A chart from an OCI registry: `registry.url` is `oci://host/path/<chart>`.
+    pub fn from_oci(
+        registry: crate::oci::OciSource,
+        version: impl Into<String>,
+        object: ObjectRef,
+    ) -> Self {
+        Self::with_origin(
+            ChartOrigin::Oci {
+                registry,
                 version: version.into(),
             },
             object,
@@ -565,7 +595,7 @@ impl HelmChartSource {
         chart_revision: &str,
     ) -> Option<Artifact> {
         let last = last?;
-        (last.metadata.get(CHART_REVISION_KEY).map(String::as_str) == Some(chart_revision)
+        (last.revision.as_chart_version() == Some(chart_revision)
             && last.metadata.get(CONFIG_DIGEST_KEY) == Some(&self.config_digest().to_string())
             && store.exists(&last.path))
         .then(|| last.clone())
@@ -588,12 +618,12 @@ impl HelmChartSource {
         let index_url = repository.index_url()?;
         let shown = redact(&index_url);
         let selected = fetched.index.select(chart, constraint, &shown)?.clone();
-        let mut chart_revision = selected.version.clone();
-        if !self.values_files.is_empty()
-            && let Some(generation) = self.generation
-        {
-            chart_revision = format!("{chart_revision}+{generation}");
-        }
+        // Flux: the generation becomes the build metadata when values files are merged.
+        let metadata = match self.generation {
+            Some(generation) if !self.values_files.is_empty() => generation.to_string(),
+            _ => String::new(),
+        };
+        let chart_revision = chart_revision(&selected.version, &metadata, &shown)?;
         if let Some(artifact) = self.unchanged(last, store, &chart_revision) {
             return Ok(Acquired::Unchanged(artifact));
         }
@@ -642,12 +672,40 @@ impl HelmChartSource {
                 });
             }
         }
-        let file_name = format!("{chart}-{}.tgz", selected.version);
+        let file_name = format!("{chart}-{chart_revision}.tgz");
+        let packaged_version = (chart_revision != selected.version).then(|| chart_revision.clone());
+        let stored = self
+            .store_remote_package(
+                store,
+                work,
+                package,
+                file_name,
+                packaged_version,
+                redact(&chart_url),
+            )
+            .await?;
+        Ok(Acquired::New(self.finish(
+            store,
+            stored,
+            &chart_revision,
+        )?))
+    }
+
+    /// Stores a downloaded chart package: verbatim, or — with values files or a version with
+    /// build metadata — unpacked, values merged into values.yaml, version set, packaged again.
+    async fn store_remote_package(
+        &self,
+        store: &ArtifactStore,
+        work: tempfile::TempDir,
+        package: PathBuf,
+        file_name: String,
+        packaged_version: Option<String>,
+        origin: String,
+    ) -> Result<crate::store::StoredFile, SourceError> {
         let this = self.clone();
         let store_owned = store.clone();
-        let origin = redact(&chart_url);
-        let stored = tokio::task::spawn_blocking(move || -> Result<_, SourceError> {
-            if this.values_files.is_empty() {
+        tokio::task::spawn_blocking(move || -> Result<_, SourceError> {
+            if this.values_files.is_empty() && packaged_version.is_none() {
                 let mut f = std::fs::File::open(&package).map_err(io_err(&package))?;
                 return Ok(store_owned.write_file(&this.object, &file_name, &mut f)?);
             }
@@ -662,6 +720,9 @@ impl HelmChartSource {
                 &origin,
             )?;
             let chart_dir = unpacked.join(chart_top_dir(&unpacked, &origin)?);
+            if let Some(version) = &packaged_version {
+                set_chart_version(&chart_dir, version, &origin)?;
+            }
             let values = merge_values_files(
                 &chart_dir,
                 &this.values_files,
@@ -672,8 +733,103 @@ impl HelmChartSource {
             Ok(stored)
         })
         .await
-        .map_err(join_err)??;
-        Ok(Acquired::New(self.finish(store, stored, &chart_revision)))
+        .map_err(join_err)?
+    }
+
+    async fn acquire_from_oci(
+        &self,
+        registry: &crate::oci::OciSource,
+        version: &str,
+        last: Option<&Artifact>,
+        store: &ArtifactStore,
+    ) -> Result<Acquired, SourceError> {
+        use crate::oci::{LayerOperation, LayerSelector, OciReference, OciRepositoryUrl};
+        let repo = OciRepositoryUrl::parse(&registry.url)?;
+        let shown = repo.to_string();
+        let chart = repo
+            .repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&repo.repository)
+            .to_owned();
+        let constraint = version.trim();
+        let mut oci = registry.clone();
+        oci.layer_selector = LayerSelector {
+            media_type: Some(HELM_CHART_LAYER_MEDIA_TYPE.to_owned()),
+            operation: LayerOperation::Copy,
+        };
+        oci.ignore = None;
+        oci.max_layer_bytes = self.max_chart_bytes;
+        // An exact version is pulled by its tag without listing (as Flux does); a range is
+        // resolved over the tags. Helm writes `+` as `_` in tags.
+        let tag = if !constraint.is_empty() && crate::semver::Version::parse(constraint).is_ok() {
+            constraint.replace('+', "_")
+        } else {
+            oci.reference = OciReference {
+                semver: Some(
+                    if constraint.is_empty() {
+                        "*"
+                    } else {
+                        constraint
+                    }
+                    .to_owned(),
+                ),
+                ..OciReference::default()
+            };
+            oci.resolve_tag().await?
+        };
+        let chart_version = tag.replace('_', "+");
+        let metadata = match self.generation {
+            Some(generation) if !self.values_files.is_empty() => generation.to_string(),
+            _ => String::new(),
+        };
+        let chart_revision = chart_revision(&chart_version, &metadata, &shown)?;
+        if let Some(artifact) = self.unchanged(last, store, &chart_revision) {
+            return Ok(Acquired::Unchanged(artifact));
+        }
+        oci.reference = OciReference {
+            tag: Some(tag.clone()),
+            ..OciReference::default()
+        };
+        let work = temp_dir()?;
+        let pulled_store = ArtifactStore::new(work.path().join("pulled"))?;
+        let pulled = oci.acquire(None, &pulled_store).await?.into_artifact();
+        let package = pulled_store.local_path(&pulled.path);
+        // The package must be this chart at this version.
+        let listed = {
+            let package = package.clone();
+            let origin = format!("{shown}:{tag}");
+            tokio::task::spawn_blocking(move || package_chart_meta(&package, &origin))
+                .await
+                .map_err(join_err)??
+        };
+        if listed.name != chart || listed.version != chart_version {
+            return Err(HelmError::InvalidChart {
+                path: format!("{shown}:{tag}"),
+                message: format!(
+                    "the package holds chart {:?} version {:?}, expected {chart:?} {chart_version:?}",
+                    listed.name, listed.version
+                ),
+            }
+            .into());
+        }
+        let file_name = format!("{chart}-{chart_revision}.tgz");
+        let packaged_version = (chart_revision != chart_version).then(|| chart_revision.clone());
+        let stored = self
+            .store_remote_package(
+                store,
+                work,
+                package,
+                file_name,
+                packaged_version,
+                format!("{shown}:{tag}"),
+            )
+            .await?;
+        Ok(Acquired::New(self.finish(
+            store,
+            stored,
+            &chart_revision,
+        )?))
     }
 
     fn finish(
@@ -681,7 +837,12 @@ impl HelmChartSource {
         store: &ArtifactStore,
         stored: crate::store::StoredFile,
         chart_revision: &str,
-    ) -> Artifact {
+    ) -> Result<Artifact, SourceError> {
+        let revision =
+            Revision::chart_version(chart_revision).map_err(|e| HelmError::InvalidChart {
+                path: stored.path.display().to_string(),
+                message: e.to_string(),
+            })?;
         let mut metadata = BTreeMap::new();
         metadata.insert(CHART_REVISION_KEY.to_owned(), chart_revision.to_owned());
         metadata.insert(
@@ -689,7 +850,7 @@ impl HelmChartSource {
             self.config_digest().to_string(),
         );
         let artifact = Artifact {
-            revision: Revision::named(chart_revision, stored.digest.clone()),
+            revision,
             digest: stored.digest,
             size: stored.size,
             url: store.url_for(&stored.path),
@@ -701,7 +862,7 @@ impl HelmChartSource {
         if let Err(error) = store.gc(&self.object, Some(&artifact.path)) {
             tracing::warn!(%error, "artifact garbage collection failed");
         }
-        artifact
+        Ok(artifact)
     }
 
     fn acquire_from_directory(
@@ -725,25 +886,48 @@ impl HelmChartSource {
         }
         let chart_dir = root.join(rel);
         let meta = read_chart_meta(&chart_dir, path)?;
-        let mut chart_revision = meta.version.clone();
+        // Flux: `<first 12 hex of the source digest>` with the Revision strategy, then
+        // `.<generation>` (or `<generation>` alone) when values files are merged.
+        let mut metadata = String::new();
         if self.reconcile_strategy == ReconcileStrategy::Revision {
-            let hex = source_revision.digest().hex();
-            chart_revision = format!("{chart_revision}+{}", &hex[..hex.len().min(12)]);
+            let Some(digest) = source_revision.digest() else {
+                return Err(SourceError::InvalidSpec(format!(
+                    "the Revision strategy needs a source revision with a digest, got {source_revision}"
+                )));
+            };
+            let hex = digest.hex();
+            metadata.push_str(&hex[..hex.len().min(12)]);
         }
+        if let Some(generation) = self.generation
+            && !self.values_files.is_empty()
+        {
+            if !metadata.is_empty() {
+                metadata.push('.');
+            }
+            metadata.push_str(&generation.to_string());
+        }
+        let chart_revision = chart_revision(&meta.version, &metadata, path)?;
         if let Some(artifact) = self.unchanged(last, store, &chart_revision) {
             return Ok(Acquired::Unchanged(artifact));
         }
         let work = temp_dir()?;
         let staged = work.path().join(&meta.name);
         copy_chart(&chart_dir, &staged)?;
+        if chart_revision != meta.version {
+            set_chart_version(&staged, &chart_revision, path)?;
+        }
         if !self.values_files.is_empty() {
             let values =
                 merge_values_files(root, &self.values_files, self.ignore_missing_values_files)?;
             write_values(&staged.join("values.yaml"), &values)?;
         }
-        let file_name = format!("{}-{}.tgz", meta.name, meta.version);
+        let file_name = format!("{}-{chart_revision}.tgz", meta.name);
         let (stored, _) = store.archive_dir(&self.object, &file_name, work.path(), None)?;
-        Ok(Acquired::New(self.finish(store, stored, &chart_revision)))
+        Ok(Acquired::New(self.finish(
+            store,
+            stored,
+            &chart_revision,
+        )?))
     }
 }
 
@@ -775,6 +959,22 @@ impl Source for HelmChartSource {
                     }),
                 }
             }
+            ChartOrigin::Oci { registry, version } => {
+                let timeout = registry.timeout.max(Duration::from_secs(1)) * 3;
+                match tokio::time::timeout(
+                    timeout,
+                    self.acquire_from_oci(registry, version, last, store),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(SourceError::Timeout {
+                        url: registry.url.clone(),
+                        operation: "Helm chart pull",
+                        after: timeout,
+                    }),
+                }
+            }
             ChartOrigin::Directory {
                 root,
                 path,
@@ -792,6 +992,62 @@ impl Source for HelmChartSource {
             }
         }
     }
+}
+
+/// The chart revision Flux writes: the version verbatim without metadata, else the version
+/// with its build metadata replaced (Masterminds' `SetMetadata(..).String()`, normalised).
+fn chart_revision(version: &str, metadata: &str, shown: &str) -> Result<String, SourceError> {
+    if metadata.is_empty() {
+        return Ok(version.to_owned());
+    }
+    let invalid = |e: crate::semver::SemverError| HelmError::InvalidChart {
+        path: shown.to_owned(),
+        message: format!("setting build metadata {metadata:?} on version {version:?}: {e}"),
+    };
+    Ok(crate::semver::Version::parse(version)
+        .and_then(|v| v.with_build_metadata(metadata))
+        .map_err(invalid)?
+        .to_string())
+}
+
+/// Rewrites the top-level `version:` of `Chart.yaml` in `chart_dir` (the packaged chart then
+/// carries the revision's build metadata, as Flux's packaging does).
+fn set_chart_version(chart_dir: &Path, version: &str, shown: &str) -> Result<(), SourceError> {
+    let file = chart_dir.join("Chart.yaml");
+    let text = std::fs::read_to_string(&file).map_err(io_err(&file))?;
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + version.len());
+    for line in text.split_inclusive('\n') {
+        let key = line.split(':').next().unwrap_or("");
+        if !found && key.trim_end() == "version" && !line.starts_with([' ', '\t']) {
+            found = true;
+            out.push_str("version: ");
+            out.push_str(version);
+            out.push('\n');
+        } else {
+            out.push_str(line);
+        }
+    }
+    if !found {
+        return Err(HelmError::InvalidChart {
+            path: shown.to_owned(),
+            message: "Chart.yaml has no top-level version line to set".into(),
+        }
+        .into());
+    }
+    std::fs::write(&file, out).map_err(io_err(&file))?;
+    let meta = read_chart_meta(chart_dir, shown)?;
+    if meta.version != version {
+        return Err(HelmError::InvalidChart {
+            path: shown.to_owned(),
+            message: format!(
+                "Chart.yaml version reads {:?} after setting {version:?}",
+                meta.version
+            ),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn read_chart_meta(chart_dir: &Path, shown: &str) -> Result<ChartMeta, SourceError> {
@@ -823,6 +1079,40 @@ fn read_chart_meta(chart_dir: &Path, shown: &str) -> Result<ChartMeta, SourceErr
         .into());
     }
     Ok(meta)
+}
+
+/// The name and version in the `Chart.yaml` of a chart package (`<chart>/Chart.yaml` in the
+/// `.tgz`), read without unpacking anything else.
+fn package_chart_meta(package: &Path, origin: &str) -> Result<ChartMeta, SourceError> {
+    let invalid = |message: String| HelmError::InvalidChart {
+        path: origin.to_owned(),
+        message,
+    };
+    let f = std::fs::File::open(package).map_err(io_err(package))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let entries = archive
+        .entries()
+        .map_err(|e| invalid(format!("reading the package: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| invalid(format!("reading the package: {e}")))?;
+        let path = entry
+            .path()
+            .map_err(|e| invalid(format!("reading the package: {e}")))?
+            .into_owned();
+        let parts: Vec<_> = path.components().collect();
+        if parts.len() == 2 && path.file_name().is_some_and(|n| n == "Chart.yaml") {
+            if entry.size() > 1024 * 1024 {
+                return Err(invalid("Chart.yaml is larger than 1 MiB".into()).into());
+            }
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text)
+                .map_err(|e| invalid(format!("reading Chart.yaml: {e}")))?;
+            let meta: ChartMeta =
+                serde_saphyr::from_str(&text).map_err(|e| invalid(format!("Chart.yaml: {e}")))?;
+            return Ok(meta);
+        }
+    }
+    Err(invalid("the package has no <chart>/Chart.yaml".into()).into())
 }
 
 /// The single top-level directory of an unpacked chart package.

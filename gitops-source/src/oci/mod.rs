@@ -416,6 +416,25 @@ impl OciSource {
         Digest::from_sha256(h)
     }
 
+    /// Resolves the reference to the tag it names (listing the tags for a semver range), for
+    /// callers that need the tag before pulling (Helm charts: the tag is the chart version).
+    pub(crate) async fn resolve_tag(&self) -> Result<String, SourceError> {
+        let repo = OciRepositoryUrl::parse(&self.url)?;
+        let client = build_client(self.insecure, &self.tls, self.timeout)?;
+        let auth = self.auth.to_registry_auth();
+        let repo_name = repo.to_string();
+        client
+            .auth(&repo.with_tag("latest"), &auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| map_oci_error(e, "authenticate", &repo_name, "/v2/"))?;
+        match self.resolve(&client, &repo).await? {
+            (Some(tag), _) => Ok(tag),
+            (None, _) => Err(SourceError::InvalidSpec(format!(
+                "{repo_name}: a digest reference names no tag"
+            ))),
+        }
+    }
+
     /// Resolves the reference to `(tag name for the revision, reference to pull)`.
     async fn resolve(
         &self,
