@@ -643,3 +643,75 @@ async fn silent_servers_time_out_and_the_proxy_setting_is_used() -> TestResult {
     acquire_new(&proxied, &store).await;
     Ok(())
 }
+
+/// The fetch is shallow with depth 1: the served repository lacks the object of the tip's
+/// parent commit, so any fetch that walks past the tip (no depth, depth 2, …) makes the
+/// server's upload-pack fail, while a depth-1 fetch needs only the tip. A commit-pinned
+/// reference (fetched without depth, as Flux does) is the control that proves the damage bites.
+#[tokio::test]
+async fn fetches_are_shallow_with_depth_one() -> TestResult {
+    let fixture = GitFixture::new()?;
+    let repo = fixture.repo("app")?;
+    for i in 1..=3 {
+        repo.write(
+            "deploy/app.yaml",
+            format!("kind: ConfigMap\nversion: {i}\n"),
+        )?;
+        repo.write(&format!("history/{i}.txt"), format!("{i}\n"))?;
+        repo.commit(&format!("commit {i}"))?;
+    }
+    let tip = repo.head()?;
+    repo.tag("v1.0.0")?;
+    repo.set_ref("refs/pull/1/head", &tip)?;
+    let bare = fixture.publish(&repo, "app.git")?;
+    let parent = repo.rev_parse("HEAD~1")?;
+    let loose = bare.join("objects").join(&parent[..2]).join(&parent[2..]);
+    std::fs::remove_file(&loose).map_err(|e| format!("removing {}: {e}", loose.display()))?;
+
+    let server = GitHttpServer::start(fixture.serve_dir())?;
+    let http = server.url_for("app.git");
+    let file = format!("file://{}", bare.display());
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+    for url in [&http, &file] {
+        for reference in [
+            branch("main"),
+            GitReference {
+                tag: Some("v1.0.0".into()),
+                ..Default::default()
+            },
+            GitReference {
+                semver: Some(">=1.0.0".into()),
+                ..Default::default()
+            },
+            GitReference {
+                name: Some("refs/pull/1/head".into()),
+                ..Default::default()
+            },
+            GitReference::default(),
+        ] {
+            let artifact = acquire_new(&source(url, reference.clone()), &store).await;
+            assert!(
+                artifact
+                    .revision
+                    .to_string()
+                    .ends_with(&format!("sha1:{tip}")),
+                "{url} {reference:?}: {}",
+                artifact.revision
+            );
+            let files = file_names(&store.local_path(&artifact.path));
+            assert!(files.iter().any(|f| f == "history/3.txt"), "{files:?}");
+        }
+        // The control: a full fetch needs the missing parent and fails on the server side.
+        let pinned = GitReference {
+            branch: Some("main".into()),
+            commit: Some(tip.clone()),
+            ..Default::default()
+        };
+        assert!(
+            source(url, pinned).acquire(None, &store).await.is_err(),
+            "a fetch without depth must fail on the damaged history of {url}"
+        );
+    }
+    Ok(())
+}
