@@ -310,3 +310,79 @@ async fn tls_registry_needs_its_ca() -> TestResult {
     assert_eq!(a.revision.to_string(), format!("v1@{}", pushed.digest));
     Ok(())
 }
+
+/// The registry bearer-token flow (distribution's `auth: token` with the testkit's token
+/// server): push and pull go through the realm with Basic credentials and carry the issued
+/// JWT; wrong credentials and anonymous access are typed authentication failures.
+#[tokio::test]
+async fn registry_token_flow_push_pull_and_wrong_credentials() -> TestResult {
+    let registry = OciRegistry::builder()
+        .token_auth("flux", "t0ken-pass")
+        .start()?;
+    let url = registry.oci_url("tokened/app");
+    let dir = content("1");
+    let good = OciAuth::Basic {
+        username: "flux".into(),
+        password: "t0ken-pass".into(),
+    };
+    let wrong = OciAuth::Basic {
+        username: "flux".into(),
+        password: "wrong-pass".into(),
+    };
+
+    for auth in [OciAuth::Anonymous, wrong.clone()] {
+        let mut opts = push_opts("v1");
+        opts.auth = auth;
+        match push_artifact(&url, dir.path(), &opts).await {
+            Err(SourceError::AuthenticationFailed { .. }) => {}
+            other => panic!("expected AuthenticationFailed, got {other:?}"),
+        }
+    }
+    let before = registry.token_requests().len();
+    let mut opts = push_opts("v1");
+    opts.auth = good.clone();
+    let pushed = push_artifact(&url, dir.path(), &opts).await?;
+    let push_tokens: Vec<_> = registry.token_requests()[before..].to_vec();
+    assert!(
+        push_tokens.iter().any(|r| r.status == 200
+            && r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("tokened%2Fapp%3Apull%2Cpush")
+                    || q.contains("tokened/app:pull,push"))),
+        "the push asked the realm for pull,push: {push_tokens:?}"
+    );
+
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(&url, object());
+    source.insecure = true;
+    source.reference.tag = Some("v1".into());
+    for auth in [OciAuth::Anonymous, wrong] {
+        source.auth = auth;
+        match source.acquire(None, &store).await {
+            Err(err @ SourceError::AuthenticationFailed { .. }) => {
+                assert_eq!(err.reason(), "AuthenticationFailed");
+                assert!(!err.to_string().contains("wrong-pass"), "{err}");
+            }
+            other => panic!("expected AuthenticationFailed, got {other:?}"),
+        }
+    }
+    source.auth = good;
+    let before = registry.token_requests().len();
+    let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), format!("v1@{}", pushed.digest));
+    assert!(files_of(&store, &a).contains("deploy/app.yaml"));
+    assert!(
+        registry.token_requests()[before..]
+            .iter()
+            .any(|r| r.status == 200),
+        "the pull went through the token realm"
+    );
+    // Tags listed with the token (semver), then the unchanged short cut.
+    source.reference.semver = Some("^1".into());
+    assert_eq!(
+        source.acquire(Some(&a), &store).await?,
+        Acquired::Unchanged(a)
+    );
+    Ok(())
+}

@@ -213,3 +213,145 @@ fn missing_binaries_name_their_packages() {
         "{err}"
     );
 }
+
+/// The registry's token flow, by hand: the challenge names the realm and service, the token
+/// server checks the Basic credentials and grants the asked scopes in a JWT the registry
+/// accepts; anonymous tokens grant nothing and wrong credentials get no token.
+#[tokio::test]
+async fn token_auth_issues_jwts_the_registry_accepts() {
+    let registry = OciRegistry::builder()
+        .token_auth("flux", "t0ken-pass")
+        .start()
+        .expect("registry with token auth");
+    let client = reqwest::Client::new();
+    let base = registry.url();
+    let realm = registry.token_realm().expect("a token realm");
+
+    let challenge = client
+        .get(format!("{base}/v2/"))
+        .send()
+        .await
+        .expect("GET /v2/");
+    assert_eq!(challenge.status(), StatusCode::UNAUTHORIZED);
+    let header = challenge
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .expect("a challenge")
+        .to_owned();
+    assert!(header.starts_with("Bearer "), "{header}");
+    assert!(header.contains(&format!("realm=\"{realm}\"")), "{header}");
+    let service = header
+        .split("service=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a service")
+        .to_owned();
+
+    let token = |user: Option<(&str, &str)>, scope: &str| {
+        let req = client.get(format!(
+            "{realm}?service={service}&scope={}",
+            scope.replace(':', "%3A").replace(',', "%2C")
+        ));
+        let req = match user {
+            Some((u, p)) => req.basic_auth(u, Some(p)),
+            None => req,
+        };
+        async move { req.send().await.expect("token request") }
+    };
+    let wrong = token(Some(("flux", "not-it")), "repository:testkit/app:pull,push").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let granted: serde_json::Value = token(
+        Some(("flux", "t0ken-pass")),
+        "repository:testkit/app:pull,push",
+    )
+    .await
+    .json()
+    .await
+    .expect("token JSON");
+    let jwt = granted["token"].as_str().expect("a token").to_owned();
+    assert_eq!(jwt.split('.').count(), 3, "{jwt}");
+
+    // The JWT works for push and pull on the repository it names.
+    let data = b"layer bytes behind the token flow\n";
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+    let start = client
+        .post(format!("{base}/v2/testkit/app/blobs/uploads/"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .expect("start upload");
+    assert_eq!(
+        start.status(),
+        StatusCode::ACCEPTED,
+        "{:?}",
+        start.text().await
+    );
+    let location = start
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("upload location")
+        .to_string();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("{base}{location}")
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put = client
+        .put(format!("{location}{sep}digest={digest}"))
+        .bearer_auth(&jwt)
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("finish upload");
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let got = client
+        .get(format!("{base}/v2/testkit/app/blobs/{digest}"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .expect("get blob");
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.expect("body").as_ref(), data);
+    // Not for another repository.
+    let other = client
+        .get(format!("{base}/v2/testkit/other/blobs/{digest}"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .expect("get blob");
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+
+    // An anonymous token carries no access: the registry refuses it.
+    let anonymous: serde_json::Value = token(None, "repository:testkit/app:pull")
+        .await
+        .json()
+        .await
+        .expect("token JSON");
+    let anonymous = anonymous["token"].as_str().expect("a token");
+    let refused = client
+        .get(format!("{base}/v2/testkit/app/blobs/{digest}"))
+        .bearer_auth(anonymous)
+        .send()
+        .await
+        .expect("get blob");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // A forged token (signature of another key) is refused too.
+    let mut forged = jwt.clone();
+    forged.truncate(jwt.rfind('.').expect("a signature") + 1);
+    forged.push_str(&"A".repeat(86));
+    let refused = client
+        .get(format!("{base}/v2/testkit/app/blobs/{digest}"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .expect("get blob");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let statuses: Vec<u16> = registry.token_requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![401, 200, 200], "{statuses:?}");
+}

@@ -1,5 +1,7 @@
 //! Debian's `docker-registry` (CNCF distribution v2) with a generated configuration,
-//! filesystem storage, optional htpasswd (bcrypt) authentication and optional TLS.
+//! filesystem storage, optional htpasswd (bcrypt) authentication, optional registry token
+//! authentication (the registry's `auth: token` backend with an in-process token server issuing
+//! ES256 JWTs) and optional TLS.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -7,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::http::{HttpOptions, HttpServerThread, RecordedRequest};
 use super::process::{
     Package, ServerProcess, port_open, raw_http, resolve_binary, start_with_port_retry, temp_dir,
     write_file,
@@ -25,6 +28,7 @@ pub struct OciRegistryBuilder {
     registry: PathBuf,
     htpasswd: PathBuf,
     credentials: Option<(String, String)>,
+    token: Option<(String, String)>,
     tls: Option<Option<TestCa>>,
 }
 
@@ -34,6 +38,7 @@ impl std::fmt::Debug for OciRegistryBuilder {
             .field("registry", &self.registry)
             .field("htpasswd", &self.htpasswd)
             .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("token_user", &self.token.as_ref().map(|(u, _)| u))
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -45,6 +50,7 @@ impl Default for OciRegistryBuilder {
             registry: PathBuf::from("docker-registry"),
             htpasswd: PathBuf::from("htpasswd"),
             credentials: None,
+            token: None,
             tls: None,
         }
     }
@@ -55,6 +61,18 @@ impl OciRegistryBuilder {
     /// request.
     pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.credentials = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Requires registry token authentication (distribution's `auth: token`): the registry
+    /// answers `401` with a `Bearer realm=…,service=…` challenge, and an in-process token server
+    /// at the realm checks these Basic credentials and issues short-lived ES256 JWTs whose
+    /// `access` claim grants the requested `pull`/`push` scopes. Anonymous token requests get
+    /// a token with no access; wrong credentials get `401` from the token server. The JWTs are
+    /// signed with a key generated per registry, whose certificate is the registry's
+    /// `rootcertbundle`. See [`OciRegistry::token_requests`].
+    pub fn token_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.token = Some((user.into(), password.into()));
         self
     }
 
@@ -108,6 +126,15 @@ impl OciRegistryBuilder {
         };
         let server_cert = ca.as_ref().map(TestCa::issue_server_cert).transpose()?;
         let secret = random_hex(16)?;
+        if htpasswd_file.is_some() && self.token.is_some() {
+            return Err(ServerError::InvalidArgument(
+                "registry: choose basic_auth or token_auth, not both".into(),
+            ));
+        }
+        let token_server = match &self.token {
+            Some((user, password)) => Some(TokenServer::start(dir.path(), user, password)?),
+            None => None,
+        };
 
         let (process, port) = start_with_port_retry(|port| {
             let mut config = format!(
@@ -129,6 +156,14 @@ impl OciRegistryBuilder {
                 config.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: gitops-testkit\n    path: {}\n",
                     path.display()
+                ));
+            }
+            if let Some(token) = &token_server {
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    \
+                     issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    token.realm(),
+                    token.cert_path.display()
                 ));
             }
             let config_path = dir.path().join(format!("config-{port}.yml"));
@@ -171,7 +206,8 @@ impl OciRegistryBuilder {
             process,
             port,
             ca,
-            credentials: self.credentials,
+            credentials: self.credentials.or(self.token),
+            token_server,
             storage,
             _dir: dir,
         })
@@ -188,6 +224,7 @@ pub struct OciRegistry {
     port: u16,
     ca: Option<TestCa>,
     credentials: Option<(String, String)>,
+    token_server: Option<TokenServer>,
     storage: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -239,7 +276,22 @@ impl OciRegistry {
         self.port
     }
 
-    /// The user name and password the registry requires, if any.
+    /// The token realm (`http://127.0.0.1:PORT/token`), with token authentication.
+    pub fn token_realm(&self) -> Option<String> {
+        self.token_server.as_ref().map(TokenServer::realm)
+    }
+
+    /// The requests the token server answered so far (query with `scope` and `service`, and
+    /// the status: `200` with a token, `401` for wrong credentials), with token
+    /// authentication; empty otherwise.
+    pub fn token_requests(&self) -> Vec<RecordedRequest> {
+        self.token_server
+            .as_ref()
+            .map(|t| t.http.requests())
+            .unwrap_or_default()
+    }
+
+    /// The user name and password the registry requires (Basic or token), if any.
     pub fn credentials(&self) -> Option<(&str, &str)> {
         self.credentials
             .as_ref()
@@ -321,4 +373,264 @@ fn random_hex(n: usize) -> Result<String, ServerError> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| ServerError::io("read", path, e))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The `service` the registry names in its challenge and the JWTs' audience.
+const TOKEN_SERVICE: &str = "gitops-testkit-registry";
+/// The JWTs' issuer, as the registry is configured to trust.
+const TOKEN_ISSUER: &str = "gitops-testkit-token-server";
+/// How long an issued token is valid.
+const TOKEN_TTL_SECS: i64 = 300;
+
+/// A registry token server (the Docker registry v2 token protocol): `GET /token?service=…&scope=…`
+/// with optional Basic credentials answers `{"token": <JWT>, …}`.
+struct TokenServer {
+    http: HttpServerThread,
+    cert_path: PathBuf,
+}
+
+struct TokenState {
+    user: String,
+    password: String,
+    key: rcgen::KeyPair,
+    /// base64 (standard) DER of the signing certificate, for the JWT `x5c` header.
+    cert_b64: String,
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &str, password: &str) -> Result<Self, ServerError> {
+        use base64::Engine as _;
+        if user.contains(':') || user.is_empty() {
+            return Err(ServerError::InvalidArgument(format!(
+                "registry user name {user:?} must be non-empty and without ':'"
+            )));
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| ServerError::tls("generate token signing key", e))?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| ServerError::tls("token signing certificate", e))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, TOKEN_ISSUER);
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| ServerError::tls("sign token certificate", e))?;
+        let cert_path = dir.join("token-signer.pem");
+        write_file(&cert_path, cert.pem())?;
+        let state = std::sync::Arc::new(TokenState {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            key,
+            cert_b64: base64::engine::general_purpose::STANDARD.encode(cert.der()),
+        });
+        let router = axum::Router::new()
+            .route("/token", axum::routing::get(issue_token))
+            .with_state(state);
+        let http = HttpServerThread::start("registry-token", router, &HttpOptions::default())?;
+        Ok(TokenServer { http, cert_path })
+    }
+
+    fn realm(&self) -> String {
+        format!("{}/token", self.http.base_url())
+    }
+}
+
+/// One `resource:name:actions` scope the client asked for.
+fn parse_scope(scope: &str) -> Option<(&str, &str, Vec<&str>)> {
+    let (rest, actions) = scope.rsplit_once(':')?;
+    let (kind, name) = rest.split_once(':')?;
+    Some((
+        kind,
+        name,
+        actions.split(',').filter(|a| !a.is_empty()).collect(),
+    ))
+}
+
+async fn issue_token(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<TokenState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+    use base64::Engine as _;
+    let unauthorized = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Basic realm=\"gitops-testkit-token\"",
+            )],
+            "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"invalid credentials\"}]}",
+        )
+            .into_response()
+    };
+    // Basic credentials: absent is anonymous, wrong is refused.
+    let subject = match headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => None,
+        Some(value) => {
+            let Some(("Basic" | "basic", encoded)) = value.split_once(' ') else {
+                return unauthorized();
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            match decoded.as_deref().and_then(|d| d.split_once(':')) {
+                Some((u, p)) if u == state.user && p == state.password => Some(u.to_owned()),
+                _ => return unauthorized(),
+            }
+        }
+    };
+    let pairs: Vec<(String, String)> = query.as_deref().map(url_decode_pairs).unwrap_or_default();
+    if pairs
+        .iter()
+        .any(|(k, v)| k == "service" && v != TOKEN_SERVICE)
+    {
+        return (StatusCode::BAD_REQUEST, "unknown service").into_response();
+    }
+    // Grant what was asked for (pull, push on repositories) to the authenticated user;
+    // anonymous tokens carry no access.
+    let mut access = Vec::new();
+    for (_, scope) in pairs.iter().filter(|(k, _)| k == "scope") {
+        for one in scope.split(' ') {
+            let Some((kind, name, actions)) = parse_scope(one) else {
+                return (StatusCode::BAD_REQUEST, "malformed scope").into_response();
+            };
+            let granted: Vec<&str> = if subject.is_some() && kind == "repository" {
+                actions
+                    .into_iter()
+                    .filter(|a| matches!(*a, "pull" | "push"))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            access.push(serde_json::json!({"type": kind, "name": name, "actions": granted}));
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [state.cert_b64]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER,
+        "sub": subject.clone().unwrap_or_default(),
+        "aud": TOKEN_SERVICE,
+        "exp": now + TOKEN_TTL_SECS,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let signature = match rcgen::SigningKey::sign(&state.key, signing_input.as_bytes())
+        .map_err(|e| e.to_string())
+        .and_then(|der| ecdsa_der_to_jose(&der, 32))
+    {
+        Ok(sig) => sig,
+        Err(e) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("signing: {e}")).into_response();
+        }
+    };
+    let token = format!("{signing_input}.{}", b64.encode(signature));
+    axum::Json(serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": TOKEN_TTL_SECS,
+        "issued_at": jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_default(),
+    }))
+    .into_response()
+}
+
+/// `k=v&k=v` with `%XX` and `+` decoded.
+fn url_decode_pairs(query: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// An ASN.1 DER ECDSA signature (`SEQUENCE { INTEGER r, INTEGER s }`) as JOSE wants it: `r`
+/// and `s` as fixed-size big-endian integers, concatenated.
+fn ecdsa_der_to_jose(der: &[u8], size: usize) -> Result<Vec<u8>, String> {
+    fn read_len(der: &[u8], at: &mut usize) -> Result<usize, String> {
+        let first = *der.get(*at).ok_or("truncated length")?;
+        *at += 1;
+        if first < 0x80 {
+            return Ok(first as usize);
+        }
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 2 {
+            return Err("unsupported length".into());
+        }
+        let mut len = 0usize;
+        for _ in 0..n {
+            len = (len << 8) | *der.get(*at).ok_or("truncated length")? as usize;
+            *at += 1;
+        }
+        Ok(len)
+    }
+    fn read_int<'a>(der: &'a [u8], at: &mut usize) -> Result<&'a [u8], String> {
+        if der.get(*at) != Some(&0x02) {
+            return Err("expected INTEGER".into());
+        }
+        *at += 1;
+        let len = read_len(der, at)?;
+        let value = der.get(*at..*at + len).ok_or("truncated INTEGER")?;
+        *at += len;
+        Ok(value)
+    }
+    let mut at = 0;
+    if der.first() != Some(&0x30) {
+        return Err("expected SEQUENCE".into());
+    }
+    at += 1;
+    read_len(der, &mut at)?;
+    let mut out = Vec::with_capacity(size * 2);
+    for _ in 0..2 {
+        let int = read_int(der, &mut at)?;
+        let trimmed: &[u8] = {
+            let skip = int.iter().take_while(|b| **b == 0).count();
+            &int[skip..]
+        };
+        if trimmed.len() > size {
+            return Err("integer larger than the curve size".into());
+        }
+        out.extend(std::iter::repeat_n(0u8, size - trimmed.len()));
+        out.extend_from_slice(trimmed);
+    }
+    Ok(out)
 }
