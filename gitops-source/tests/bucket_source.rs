@@ -118,3 +118,51 @@ async fn whole_bucket_with_defaults_and_a_missing_bucket() -> TestResult {
     }
     Ok(())
 }
+
+/// moto checking signatures (`S3Server::require_auth`): the right key acquires the bucket; a
+/// wrong secret and an unknown key id are `AuthenticationFailed`, naming the S3 error code and
+/// never the secret. (Unsigned requests are left out: moto answers them with a 500 where S3
+/// answers 403.)
+#[tokio::test]
+async fn wrong_credentials_are_an_authentication_failure() -> TestResult {
+    let s3 = S3Server::builder().require_auth().start()?;
+    s3.put_object("deploy/app.yaml", b"kind: ConfigMap\n")?;
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let a = source(&s3).acquire(None, &store).await?.into_artifact();
+    assert_eq!(
+        files_of(&store, &a),
+        BTreeSet::from(["deploy/app.yaml".to_owned()])
+    );
+
+    for (credentials, code) in [
+        (
+            BucketCredentials {
+                access_key: s3.access_key().to_owned(),
+                secret_key: "wrong-secret-key".to_owned(),
+            },
+            "SignatureDoesNotMatch",
+        ),
+        (
+            BucketCredentials {
+                access_key: "AKIAUNKNOWNKEY000000".to_owned(),
+                secret_key: s3.secret_key().to_owned(),
+            },
+            "InvalidAccessKeyId",
+        ),
+    ] {
+        let mut bucket = source(&s3);
+        bucket.credentials = Some(credentials);
+        match bucket.acquire(None, &store).await {
+            Err(err @ SourceError::AuthenticationFailed { .. }) => {
+                assert_eq!(err.reason(), "AuthenticationFailed");
+                let text = err.to_string();
+                assert!(text.contains(code), "{text}");
+                assert!(!text.contains(s3.secret_key()), "{text}");
+                assert!(!text.contains("wrong-secret-key"), "{text}");
+            }
+            other => panic!("expected AuthenticationFailed, got {other:?}"),
+        }
+    }
+    Ok(())
+}

@@ -109,3 +109,53 @@ fn a_missing_python_names_the_package() {
         "{err}"
     );
 }
+
+/// With `require_auth`, moto checks signatures against its IAM: the generated key works, a
+/// wrong secret or an unknown key id is refused, and seeding with `put_object` still works.
+#[tokio::test]
+async fn require_auth_accepts_only_the_generated_key() {
+    let server = S3Server::builder().require_auth().start().expect("moto");
+    assert!(server.requires_auth());
+    assert_ne!(server.access_key(), "testkit-access-key");
+    server
+        .put_object("seed/app.yaml", b"kind: ConfigMap\n")
+        .expect("seeded through the one-action window");
+
+    let good = store(&server, server.bucket());
+    let got = good
+        .get(&ObjectPath::from("seed/app.yaml"))
+        .await
+        .expect("the generated key reads")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(got.as_ref(), b"kind: ConfigMap\n");
+    good.put(
+        &ObjectPath::from("signed/x.yaml"),
+        PutPayload::from_static(b"x: 1\n"),
+    )
+    .await
+    .expect("the generated key writes");
+
+    for (access, secret) in [
+        (server.access_key(), "not-the-secret"),
+        ("AKIAUNKNOWNKEY000000", server.secret_key()),
+    ] {
+        let bad = AmazonS3Builder::new()
+            .with_endpoint(server.endpoint())
+            .with_region(server.region())
+            .with_bucket_name(server.bucket())
+            .with_access_key_id(access)
+            .with_secret_access_key(secret)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .expect("S3 client");
+        match bad.get(&ObjectPath::from("seed/app.yaml")).await {
+            Err(object_store::Error::PermissionDenied { .. }) => {}
+            other => panic!("expected PermissionDenied, got {other:?}"),
+        }
+    }
+    // The Debug form names the key id, never the secret.
+    assert!(!format!("{server:?}").contains(server.secret_key()));
+}

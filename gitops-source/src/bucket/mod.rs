@@ -181,19 +181,32 @@ impl BucketSource {
 
     fn map_err(&self, err: object_store::Error) -> SourceError {
         let endpoint = self.endpoint_url();
-        match err {
+        let message = flatten(&err);
+        let code = s3_error_code(&message);
+        // object_store types 401/403 for object requests, but a refused listing arrives as a
+        // generic error carrying the status and the S3 error code.
+        let refused = matches!(
+            err,
             object_store::Error::Unauthenticated { .. }
-            | object_store::Error::PermissionDenied { .. } => SourceError::AuthenticationFailed {
+                | object_store::Error::PermissionDenied { .. }
+        ) || code.is_some_and(|c| S3_AUTH_CODES.contains(&c))
+            || message.contains("status code: 401")
+            || message.contains("status code: 403");
+        if refused {
+            return SourceError::AuthenticationFailed {
                 url: format!("{endpoint}/{}", self.bucket),
-                message: "the bucket refused the credentials".into(),
-            },
-            other => BucketError::Listing {
-                endpoint,
-                bucket: self.bucket.clone(),
-                message: flatten(&other),
-            }
-            .into(),
+                message: match code {
+                    Some(code) => format!("the bucket refused the credentials ({code})"),
+                    None => "the bucket refused the credentials".into(),
+                },
+            };
         }
+        BucketError::Listing {
+            endpoint,
+            bucket: self.bucket.clone(),
+            message,
+        }
+        .into()
     }
 
     async fn acquire_inner(
@@ -397,16 +410,39 @@ fn ancestors_or_self_ignored(rules: &IgnoreRules, path: &Path) -> bool {
         .any(|dir| rules.is_ignored(dir, true))
 }
 
+/// The error and its sources, skipping a source whose text the message already holds
+/// (object_store repeats the server's answer at every level).
 fn flatten(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
 }
+
+/// The S3 error code in a server answer (`<Code>SignatureDoesNotMatch</Code>`), if any.
+fn s3_error_code(message: &str) -> Option<&str> {
+    let start = message.find("<Code>")? + "<Code>".len();
+    let len = message[start..].find("</Code>")?;
+    Some(&message[start..start + len])
+}
+
+/// S3 error codes that mean the credentials were refused (wrong key id, wrong secret, expired
+/// or invalid token) or do not grant access.
+const S3_AUTH_CODES: &[&str] = &[
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidSecurity",
+];
 
 #[async_trait::async_trait]
 impl Source for BucketSource {

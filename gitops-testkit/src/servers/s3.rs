@@ -1,6 +1,8 @@
-//! An S3-compatible server: moto in server mode (PyPI `moto[server]`), with a bucket created.
+//! An S3-compatible server: moto in server mode (PyPI `moto[server]`), with a bucket created
+//! and, on request, moto's IAM authentication enforced with a generated access key.
 
-use std::net::SocketAddr;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -22,6 +24,7 @@ pub struct S3ServerBuilder {
     python: PathBuf,
     bucket: String,
     region: String,
+    require_auth: bool,
     /// The module run with `python -m`; tests swap it to exercise the missing-module path.
     module: &'static str,
 }
@@ -33,6 +36,7 @@ impl Default for S3ServerBuilder {
             python: PathBuf::from("python3"),
             bucket: "testkit".to_string(),
             region: "us-east-1".to_string(),
+            require_auth: false,
         }
     }
 }
@@ -47,6 +51,17 @@ impl S3ServerBuilder {
     /// The region clients should sign for (default `us-east-1`).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = region.into();
+        self
+    }
+
+    /// Enforces authentication: an IAM user with an access key allowed `s3:*` is created, then
+    /// moto checks every request's SigV4 signature against its IAM (`/moto-api/reset-auth`).
+    /// [`S3Server::access_key`] and [`S3Server::secret_key`] return that key; any other key or
+    /// secret, and unsigned requests, are refused with `403` (`InvalidAccessKeyId`,
+    /// `SignatureDoesNotMatch`). [`S3Server::put_object`] still works: it lets exactly one
+    /// unauthenticated action through, so do not race it with other requests.
+    pub fn require_auth(mut self) -> Self {
+        self.require_auth = true;
         self
     }
 
@@ -132,12 +147,18 @@ impl S3ServerBuilder {
                 });
             }
         }
-        tracing::debug!(port, bucket = %self.bucket, "moto S3 server ready");
+        let keys = if self.require_auth {
+            Some(enforce_auth(addr, &self.region)?)
+        } else {
+            None
+        };
+        tracing::debug!(port, bucket = %self.bucket, auth = keys.is_some(), "moto S3 server ready");
         Ok(S3Server {
             process,
             port,
             bucket: self.bucket,
             region: self.region,
+            keys,
             _dir: dir,
         })
     }
@@ -146,13 +167,25 @@ impl S3ServerBuilder {
 /// moto's S3 server on `127.0.0.1` with one bucket created. moto keeps everything in memory
 /// and accepts any credentials; clients must use path-style requests against
 /// [`endpoint`](Self::endpoint). Stops when dropped.
-#[derive(Debug)]
 pub struct S3Server {
     process: ServerProcess,
     port: u16,
     bucket: String,
     region: String,
+    /// The IAM access key and secret, when authentication is enforced.
+    keys: Option<(String, String)>,
     _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for S3Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Server")
+            .field("port", &self.port)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.keys.as_ref().map(|(a, _)| a))
+            .finish_non_exhaustive()
+    }
 }
 
 impl S3Server {
@@ -191,14 +224,27 @@ impl S3Server {
         &self.bucket
     }
 
-    /// An access key id moto accepts.
+    /// An access key id moto accepts: any, unless
+    /// [`require_auth`](S3ServerBuilder::require_auth) made it check them, then the generated
+    /// IAM key.
     pub fn access_key(&self) -> &str {
-        "testkit-access-key"
+        match &self.keys {
+            Some((access, _)) => access,
+            None => "testkit-access-key",
+        }
+    }
+
+    /// Whether moto checks signatures ([`require_auth`](S3ServerBuilder::require_auth)).
+    pub fn requires_auth(&self) -> bool {
+        self.keys.is_some()
     }
 
     /// The secret access key to go with [`access_key`](Self::access_key).
     pub fn secret_key(&self) -> &str {
-        "testkit-secret-key"
+        match &self.keys {
+            Some((_, secret)) => secret,
+            None => "testkit-secret-key",
+        }
     }
 
     /// Stores an object in the bucket (an unsigned path-style `PUT`, which moto accepts), for
@@ -216,6 +262,10 @@ impl S3Server {
             )));
         }
         let what = format!("put object {}/{key}", self.bucket);
+        if self.keys.is_some() {
+            // One unauthenticated action, this PUT; enforcement resumes after it.
+            reset_auth(self.addr(), "1")?;
+        }
         match raw_http(self.addr(), "PUT", &format!("/{}/{key}", self.bucket), data) {
             Ok((200, _)) => Ok(()),
             Ok((status, body)) => Err(ServerError::Setup {
@@ -235,6 +285,122 @@ impl S3Server {
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
     }
+}
+
+/// One HTTP/1.1 request with extra headers; the status and body of the answer.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of HTTP headers in the response"))?;
+    let status = String::from_utf8_lossy(&response[..end])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad HTTP status line"))?;
+    Ok((status, response[end + 4..].to_vec()))
+}
+
+fn setup_error(what: &str, detail: impl std::fmt::Display) -> ServerError {
+    ServerError::Setup {
+        server: "moto",
+        what: what.to_owned(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Sets how many actions moto lets through before it checks signatures again (`0`: from now
+/// on; `inf`: never).
+fn reset_auth(addr: SocketAddr, count: &str) -> Result<(), ServerError> {
+    match request(
+        addr,
+        "POST",
+        "/moto-api/reset-auth",
+        &[("Content-Type", "text/plain")],
+        count.as_bytes(),
+    ) {
+        Ok((200, _)) => Ok(()),
+        Ok((status, body)) => Err(setup_error(
+            "reset moto auth",
+            format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
+        )),
+        Err(e) => Err(setup_error("reset moto auth", e)),
+    }
+}
+
+/// The text of `<tag>…</tag>` in an XML answer.
+fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let len = xml[start..].find(&format!("</{tag}>"))?;
+    Some(&xml[start..start + len])
+}
+
+/// Creates an IAM user allowed `s3:*` with an access key (while moto still lets everything
+/// through), then makes moto check every request. Returns the key id and secret.
+fn enforce_auth(addr: SocketAddr, region: &str) -> Result<(String, String), ServerError> {
+    // moto routes by the credential scope's service; the signature is not checked yet.
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20240101/{region}/iam/aws4_request, \
+         SignedHeaders=host, Signature=0"
+    );
+    let iam = |action: &str, params: &str| -> Result<String, ServerError> {
+        let body = format!("Action={action}&Version=2010-05-08&{params}");
+        match request(
+            addr,
+            "POST",
+            "/",
+            &[
+                ("Authorization", authorization.as_str()),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        ) {
+            Ok((200, body)) => Ok(String::from_utf8_lossy(&body).into_owned()),
+            Ok((status, body)) => Err(setup_error(
+                &format!("IAM {action}"),
+                format!("HTTP {status}: {}", String::from_utf8_lossy(&body)),
+            )),
+            Err(e) => Err(setup_error(&format!("IAM {action}"), e)),
+        }
+    };
+    iam("CreateUser", "UserName=testkit")?;
+    let created = iam("CreateAccessKey", "UserName=testkit")?;
+    let (Some(access), Some(secret)) = (
+        xml_text(&created, "AccessKeyId"),
+        xml_text(&created, "SecretAccessKey"),
+    ) else {
+        return Err(setup_error("IAM CreateAccessKey", "no key in the answer"));
+    };
+    // {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}
+    let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A\
+                  %22Allow%22%2C%22Action%22%3A%22s3%3A%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D";
+    iam(
+        "PutUserPolicy",
+        &format!("UserName=testkit&PolicyName=s3&PolicyDocument={policy}"),
+    )?;
+    reset_auth(addr, "0")?;
+    Ok((access.to_owned(), secret.to_owned()))
 }
 
 #[cfg(test)]
