@@ -13,6 +13,7 @@
 pub mod flux;
 pub mod helm;
 pub mod kustomize;
+pub mod openapi;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::KustomizeError;
+use super::crds;
 use super::fieldspec::{DEFAULT_CONFIG, FieldSpec, TransformerConfig, apply_specs, visit_field};
 use super::fs::{Loader, canonical, find_kustomization, is_remote};
 use super::generators::{self, GenOptions};
@@ -13,7 +14,9 @@ use super::resource::Resource;
 use super::smp;
 use super::types::Kustomization;
 use super::vars::{self, Selector, Var};
+use crate::openapi::Schema;
 use crate::yaml::{Map, Value, parse_stream, to_yaml};
+use std::sync::Arc;
 
 /// kustomize's `--load-restrictor`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,8 +98,29 @@ struct Acc {
     vars: Vec<Var>,
 }
 
+/// The OpenAPI schema in force, as kyaml's global `SetSchema` state: the top kustomization's
+/// `openapi:` if it has one, else the first one met while loading the others.
+#[derive(Clone, Default)]
+struct OpenApi {
+    /// A custom schema (`openapi: {path: ...}`); `None` is the built-in one.
+    custom: Option<Arc<Schema>>,
+    /// Whether a kustomization has chosen the schema.
+    set: bool,
+    /// Whether resources were read while the built-in schema was in force: kyaml has then
+    /// scheduled the built-in definitions for indexing, and they join a custom schema set
+    /// later (replacing same-named custom definitions).
+    builtin_pending: bool,
+}
+
+impl OpenApi {
+    fn schema(&self) -> Arc<Schema> {
+        self.custom.clone().unwrap_or_else(Schema::builtin)
+    }
+}
+
 struct Ctx<'a> {
     opts: &'a BuildOptions,
+    openapi: OpenApi,
     confine: PathBuf,
     stack: Vec<PathBuf>,
     warnings: Vec<String>,
@@ -138,6 +162,7 @@ pub fn build(dir: &Path, opts: &BuildOptions) -> Result<Build, KustomizeError> {
         stack: Vec::new(),
         warnings: Vec::new(),
         next_id: 0,
+        openapi: OpenApi::default(),
     };
     let top = load_kustomization(&dir)?;
     if top.is_component {
@@ -622,15 +647,17 @@ fn accumulate(
         });
     }
     warn_deprecated(ctx, &k);
-    ctx.stack.push(dir.to_path_buf());
-    let id = ctx.next_id;
-    ctx.next_id += 1;
     let ldr = Loader {
         dir: dir.to_path_buf(),
         confine: ctx.confine.clone(),
         root_only: ctx.opts.load_restrictor == LoadRestrictor::RootOnly,
         max_file_bytes: ctx.opts.max_file_bytes,
     };
+    let top = ctx.stack.is_empty();
+    set_openapi(ctx, &ldr, &k, top)?;
+    ctx.stack.push(dir.to_path_buf());
+    let id = ctx.next_id;
+    ctx.next_id += 1;
     let result = accumulate_inner(ctx, &ldr, &k, id, &mut acc);
     ctx.stack.pop();
     result?;
@@ -640,6 +667,81 @@ fn accumulate(
         }
     }
     Ok(acc)
+}
+
+/// kyaml's `SetSchema` for one kustomization: the top one (`reset`) always decides, the
+/// others only while no kustomization has. The custom schema file is read either way.
+fn set_openapi(
+    ctx: &mut Ctx<'_>,
+    ldr: &Loader,
+    k: &Kustomization,
+    reset: bool,
+) -> Result<(), KustomizeError> {
+    let Some(o) = k.get("openapi") else {
+        if reset {
+            ctx.openapi.custom = None;
+            ctx.openapi.set = false;
+        }
+        return Ok(());
+    };
+    let kerr = |message: String| KustomizeError::Kustomization {
+        path: k.file.clone(),
+        message,
+    };
+    let version = o.get("version").and_then(Value::scalar_text);
+    let path = o.get("path").and_then(Value::scalar_text);
+    if version.is_some() && path.is_some() {
+        return Err(kerr(
+            "builtin version and custom schema provided, cannot use both".into(),
+        ));
+    }
+    let file = match &path {
+        Some(p) => Some(ldr.read_text(p)?),
+        None => None,
+    };
+    if ctx.openapi.set && !reset {
+        return Ok(());
+    }
+    match (file, version.as_deref()) {
+        (Some((p, text)), _) => {
+            let docs = parse_stream(&text).map_err(|source| KustomizeError::Yaml {
+                path: p.clone(),
+                source,
+            })?;
+            let doc = docs
+                .into_iter()
+                .next()
+                .map(|d| d.to_json())
+                .unwrap_or(serde_json::Value::Null);
+            let mut schema = Schema::from_json(&doc).map_err(|e| KustomizeError::Resource {
+                path: p.clone(),
+                message: format!("invalid schema file: {e}"),
+            })?;
+            let pending = ctx.openapi.custom.is_none() && ctx.openapi.builtin_pending;
+            if pending {
+                schema = schema.with(&Schema::builtin());
+            }
+            ctx.openapi = OpenApi {
+                custom: Some(Arc::new(schema)),
+                set: true,
+                builtin_pending: pending,
+            };
+        }
+        (None, None | Some("")) => {
+            ctx.openapi.custom = None;
+            ctx.openapi.set = false;
+        }
+        (None, Some("v1.21.2")) => {
+            ctx.openapi.custom = None;
+            ctx.openapi.set = true;
+        }
+        (None, Some(v)) => {
+            return Err(kerr(format!(
+                "the specified OpenAPI version {v:?} is not built in"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn accumulate_inner(
@@ -670,6 +772,9 @@ fn accumulate_inner(
             let rs = read_resources(&p, &text)?;
             append_all(acc, rs)?;
         }
+        if !acc.resources.is_empty() && ctx.openapi.custom.is_none() {
+            ctx.openapi.builtin_pending = true;
+        }
     }
     // configurations and CRDs
     for c in k.str_list("configurations")? {
@@ -689,29 +794,8 @@ fn accumulate_inner(
     }
     for c in k.str_list("crds")? {
         let (p, text) = ldr.read_text(&c)?;
-        parse_stream(&text).map_err(|source| KustomizeError::Yaml { path: p, source })?;
-    }
-    if let Some(o) = k.get("openapi") {
-        let version = o.get("version").and_then(Value::scalar_text);
-        if version.is_some() && o.get("path").is_some() {
-            return Err(KustomizeError::Kustomization {
-                path: k.file.clone(),
-                message: "builtin version and custom schema provided, cannot use both".into(),
-            });
-        }
-        if let Some(v) = version
-            && v != "v1.21.2"
-        {
-            return Err(KustomizeError::Kustomization {
-                path: k.file.clone(),
-                message: format!("the specified OpenAPI version {v:?} is not built in"),
-            });
-        }
-    }
-    if let Some(o) = k.get("openapi")
-        && let Some(path) = o.get("path").and_then(Value::as_str)
-    {
-        ldr.read(path)?;
+        let cfg = crds::config_from_crds(&p, &text)?;
+        acc.config.merge(&cfg);
     }
     // generators
     let global = GenOptions::from_value(k.get("generatorOptions"));
@@ -747,6 +831,9 @@ fn accumulate_inner(
     for g in k.str_list("generators")? {
         run_plugin_entry(ctx, ldr, k, &g, acc, true)?;
     }
+    if !acc.resources.is_empty() && ctx.openapi.custom.is_none() {
+        ctx.openapi.builtin_pending = true;
+    }
     // components
     for c in k.str_list("components")? {
         if is_remote(&c) {
@@ -770,10 +857,10 @@ fn accumulate_inner(
     for p in k.list("patchesStrategicMerge")? {
         let text = p.scalar_text().unwrap_or_default();
         let (name, content) = load_patch_text(ldr, &text)?;
-        apply_patch_content(acc, &name, &content, None, false, false)?;
+        apply_patch_content(acc, &ctx.openapi, &name, &content, None, false, false)?;
     }
     for p in k.list("patches")? {
-        apply_patch_entry(ldr, acc, &p, &k.file)?;
+        apply_patch_entry(ldr, acc, &ctx.openapi, &p, &k.file)?;
     }
     if let Some(ns) = k.str("namespace").filter(|s| !s.is_empty()) {
         namespace_transform(acc, &ns, &config.namespace)?;
@@ -915,6 +1002,7 @@ fn patch_err(name: &str, message: impl Into<String>) -> KustomizeError {
 fn apply_patch_entry(
     ldr: &Loader,
     acc: &mut Acc,
+    oa: &OpenApi,
     p: &Value,
     kfile: &Path,
 ) -> Result<(), KustomizeError> {
@@ -953,11 +1041,20 @@ fn apply_patch_entry(
         opts.and_then(|o| o.get("allowKindChange")),
         Some(Value::Bool(true))
     );
-    apply_patch_content(acc, &name, &text, target.as_ref(), allow_name, allow_kind)
+    apply_patch_content(
+        acc,
+        oa,
+        &name,
+        &text,
+        target.as_ref(),
+        allow_name,
+        allow_kind,
+    )
 }
 
 fn apply_patch_content(
     acc: &mut Acc,
+    oa: &OpenApi,
     name: &str,
     text: &str,
     target: Option<&Selector>,
@@ -985,7 +1082,7 @@ fn apply_patch_content(
         if !matches!(d, Value::Map(_)) {
             return Err(patch_err(name, "a strategic merge patch must be a mapping"));
         }
-        apply_smp(acc, name, &d, target, allow_name, allow_kind)?;
+        apply_smp(acc, oa, name, &d, target, allow_name, allow_kind)?;
     }
     Ok(())
 }
@@ -1014,6 +1111,7 @@ fn apply_json_ops(
 
 fn apply_smp(
     acc: &mut Acc,
+    oa: &OpenApi,
     name: &str,
     patch: &Value,
     target: Option<&Selector>,
@@ -1051,6 +1149,7 @@ fn apply_smp(
         }
     };
     let mut deleted = Vec::new();
+    let schema = oa.schema();
     for i in selected {
         let r = &mut acc.resources[i];
         let (n, ns, kind) = (
@@ -1075,7 +1174,7 @@ fn apply_smp(
             r.remember_id();
         }
         let mut v = r.value.clone();
-        if !smp::merge_object(&mut v, &p, &kind) {
+        if !smp::merge_object(&mut v, &p, Some(&schema)) {
             deleted.push(i);
             continue;
         }
@@ -1463,7 +1562,7 @@ fn run_plugin_entry(
         if cfg.is_null() {
             continue;
         }
-        run_builtin(ldr, acc, &cfg, generator, &k.file)?;
+        run_builtin(ldr, acc, &ctx.openapi, &cfg, generator, &k.file)?;
     }
     Ok(())
 }
@@ -1482,6 +1581,7 @@ fn field_specs(v: Option<&Value>) -> Vec<FieldSpec> {
 fn run_builtin(
     ldr: &Loader,
     acc: &mut Acc,
+    oa: &OpenApi,
     cfg: &Value,
     _generator: bool,
     kfile: &Path,
@@ -1578,7 +1678,15 @@ fn run_builtin(
                 (None, Some(t)) => ("inline patch".to_string(), t.to_string()),
                 _ => return Err(builtin_err(&kind, "must specify one of patch and path")),
             };
-            apply_patch_content(acc, &name, &text, target.as_ref(), allow_name, allow_kind)
+            apply_patch_content(
+                acc,
+                oa,
+                &name,
+                &text,
+                target.as_ref(),
+                allow_name,
+                allow_kind,
+            )
         }
         "PatchStrategicMergeTransformer" => {
             let mut texts = Vec::new();
@@ -1592,7 +1700,7 @@ fn run_builtin(
                 texts.push(("inline patch".into(), t.to_string()));
             }
             for (n, t) in texts {
-                apply_patch_content(acc, &n, &t, None, false, false)?;
+                apply_patch_content(acc, oa, &n, &t, None, false, false)?;
             }
             Ok(())
         }
@@ -1648,7 +1756,7 @@ fn run_builtin(
             }
             Ok(())
         }
-        "ValueAddTransformer" => value_add(acc, cfg),
+        "ValueAddTransformer" => value_add(acc, cfg, ldr),
         "IAMPolicyGenerator" => {
             let cloud = cfg.str_at(&["cloud"]).unwrap_or("");
             if cloud != "gke" {
@@ -1706,8 +1814,16 @@ fn strip_meta_into_generator(cfg: &Value) -> Value {
     Value::Map(m)
 }
 
-fn value_add(acc: &mut Acc, cfg: &Value) -> Result<(), KustomizeError> {
-    let value = cfg.str_at(&["value"]).unwrap_or("").to_string();
+fn value_add(acc: &mut Acc, cfg: &Value, ldr: &Loader) -> Result<(), KustomizeError> {
+    // Without a value, kustomize uses the name of the kustomization's directory.
+    let value = match cfg.str_at(&["value"]) {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => ldr
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
     let targets = cfg
         .get("targets")
         .and_then(Value::as_seq)
@@ -1720,7 +1836,8 @@ fn value_add(acc: &mut Acc, cfg: &Value) -> Result<(), KustomizeError> {
             .unwrap_or_default();
         let fp = t.str_at(&["fieldPath"]).unwrap_or("").to_string();
         let file_path = t
-            .str_at(&["filePathPosition"])
+            .get("filePathPosition")
+            .and_then(Value::scalar_text)
             .and_then(|s| s.parse::<usize>().ok());
         let segs: Vec<String> = fp
             .split('/')

@@ -397,12 +397,12 @@ fn merge_values(
     let merged = match how {
         ValuesMerge::Override => {
             let mut dest = file_values;
-            super::smp::merge_object(&mut dest, &inline_values, "");
+            super::smp::merge_object(&mut dest, &inline_values, None);
             dest
         }
         ValuesMerge::Merge => {
             let mut dest = inline_values;
-            super::smp::merge_object(&mut dest, &file_values, "");
+            super::smp::merge_object(&mut dest, &file_values, None);
             dest
         }
         ValuesMerge::Replace => inline_values,

@@ -9,6 +9,7 @@
 //! outside the confinement root, through `..` or through symlinks. Remote resources, exec and Go
 //! plugins are never used.
 
+mod crds;
 mod engine;
 mod fieldspec;
 mod fs;
