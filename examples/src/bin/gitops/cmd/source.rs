@@ -381,8 +381,7 @@ pub struct HelmArgs {
     /// A Masterminds version constraint (default `*`: the newest stable version).
     #[arg(long, default_value = "*")]
     pub version: String,
-    /// A values file inside the chart, merged in order into values.yaml; repeatable (HTTP
-    /// repositories).
+    /// A values file inside the chart, merged in order into values.yaml; repeatable.
     #[arg(long = "values-file", value_name = "PATH")]
     pub values_files: Vec<String>,
     /// Repository user name.
@@ -512,11 +511,8 @@ fn oci(args: OciArgs) -> anyhow::Result<ExitCode> {
     acquire_and_print(&source, &args.out)
 }
 
-/// Helm stores charts pushed to `oci://host/path` as `host/path/<chart>:<version>`.
-const HELM_CHART_LAYER: &str = gitops_source::helm::HELM_CHART_LAYER_MEDIA_TYPE;
-
 fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
-    use gitops_source::oci::{LayerOperation, OciAuth, OciSource};
+    use gitops_source::oci::{OciAuth, OciSource};
     use gitops_source::{HelmChartSource, HelmRepositorySource};
     let object = ObjectRef::new("HelmChart", &args.namespace, &args.chart)?;
     let ca_pem = args
@@ -525,26 +521,21 @@ fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
         .map(|p| read(p, "CA file"))
         .transpose()?;
     if args.repo_url.starts_with("oci://") {
-        if !args.values_files.is_empty() {
-            return Err(super::not_yet(
-                "source helm oci://… --values-file",
-                9,
-                "values files for OCI charts",
-            ));
-        }
+        // Helm stores charts pushed to `oci://host/path` as `host/path/<chart>:<version>`.
         let url = format!("{}/{}", args.repo_url.trim_end_matches('/'), args.chart);
-        let mut source = OciSource::new(url, object);
-        // Helm tags charts by version: the constraint selects among the tags.
-        source.reference.semver = Some(args.version);
-        source.layer_selector.media_type = Some(HELM_CHART_LAYER.to_owned());
-        source.layer_selector.operation = LayerOperation::Copy;
-        source.auth = match (args.username, args.password) {
+        let mut registry = OciSource::new(
+            url,
+            ObjectRef::new("HelmRepository", &args.namespace, &args.chart)?,
+        );
+        registry.auth = match (args.username, args.password) {
             (Some(username), Some(password)) => OciAuth::Basic { username, password },
             _ => OciAuth::Anonymous,
         };
-        source.insecure = args.insecure;
-        source.tls.ca_pem = ca_pem;
-        source.timeout = args.timeout;
+        registry.insecure = args.insecure;
+        registry.tls.ca_pem = ca_pem;
+        registry.timeout = args.timeout;
+        let mut source = HelmChartSource::from_oci(registry, args.version, object);
+        source.values_files = args.values_files;
         return acquire_and_print(&source, &args.out);
     }
     let repo_object = ObjectRef::new("HelmRepository", &args.namespace, &args.chart)?;
