@@ -90,7 +90,8 @@ fn prints_the_artifact_and_a_missing_bucket_is_typed() {
     let again: Value = serde_json::from_slice(&again.stdout).expect("JSON");
     assert_eq!(again["revision"], revision);
     // (moto refuses unsigned overwrites, so the change is a new object.)
-    s3.put_object("apps/new.yaml", b"kind: Secret\n").expect("put");
+    s3.put_object("apps/new.yaml", b"kind: Secret\n")
+        .expect("put");
     let changed = source_bucket(&s3, s3.bucket(), out.path(), &["--prefix", "apps/"]);
     let changed: Value = serde_json::from_slice(&changed.stdout).expect("JSON");
     assert_ne!(changed["revision"], revision);

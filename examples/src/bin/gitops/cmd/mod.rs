@@ -10,4 +10,3 @@ pub mod receive;
 pub mod source;
 pub mod template;
 pub mod testcluster;
-
