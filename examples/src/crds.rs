@@ -8,7 +8,7 @@ use kube::CustomResourceExt as _;
 
 use crate::kustomize::Kustomization;
 use crate::notification::{Alert, Provider, Receiver};
-use crate::source::GitRepository;
+use crate::source::{Bucket, GitRepository, HelmChart, HelmRepository, OCIRepository};
 
 /// Every CRD, with the file name it is kept under in `examples/deploy/crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -17,6 +17,16 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             "source.toolkit.fluxcd.io_gitrepositories.yaml",
             GitRepository::crd(),
         ),
+        (
+            "source.toolkit.fluxcd.io_ocirepositories.yaml",
+            OCIRepository::crd(),
+        ),
+        (
+            "source.toolkit.fluxcd.io_helmrepositories.yaml",
+            HelmRepository::crd(),
+        ),
+        ("source.toolkit.fluxcd.io_helmcharts.yaml", HelmChart::crd()),
+        ("source.toolkit.fluxcd.io_buckets.yaml", Bucket::crd()),
         (
             "kustomize.toolkit.fluxcd.io_kustomizations.yaml",
             Kustomization::crd(),

@@ -3,8 +3,9 @@
 //! The `gitops` command-line tool (`src/bin/gitops`), and reference controllers that speak
 //! Flux's own CRDs, so Flux's YAML works unchanged:
 //!
-//! - [`source`]: `GitRepository` (`source.toolkit.fluxcd.io/v1`), acquired with
-//!   `gitops-source` into an artifact store served over HTTP;
+//! - [`source`]: `GitRepository`, `OCIRepository`, `HelmRepository`, `HelmChart` and `Bucket`
+//!   (`source.toolkit.fluxcd.io/v1`), acquired with `gitops-source` into an artifact store
+//!   served over HTTP;
 //! - [`kustomize`]: `Kustomization` (`kustomize.toolkit.fluxcd.io/v1`), fetched, built with
 //!   `gitops-render`, substituted, applied, pruned and health-checked with `gitops-apply`;
 //! - [`notification`]: `Provider` and `Alert` (`notification.toolkit.fluxcd.io/v1beta3`) feeding

@@ -247,9 +247,8 @@ impl Controllers {
             events: emitter("source-controller")?,
             retry_interval: options.source_retry_interval,
         });
-        tasks.push(tokio::spawn(source::run(
+        tasks.push(tokio::spawn(source::run_all(
             source_ctx,
-            Api::all(client.clone()),
             config.clone(),
             options.concurrency,
         )));

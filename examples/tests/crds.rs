@@ -50,6 +50,30 @@ fn flux_group_versions_kinds_and_required_fields() {
             vec!["interval", "url"],
         ),
         (
+            "ocirepositories.source.toolkit.fluxcd.io",
+            "OCIRepository",
+            "v1",
+            vec!["interval", "url"],
+        ),
+        (
+            "helmrepositories.source.toolkit.fluxcd.io",
+            "HelmRepository",
+            "v1",
+            vec!["url"],
+        ),
+        (
+            "helmcharts.source.toolkit.fluxcd.io",
+            "HelmChart",
+            "v1",
+            vec!["chart", "interval", "sourceRef"],
+        ),
+        (
+            "buckets.source.toolkit.fluxcd.io",
+            "Bucket",
+            "v1",
+            vec!["bucketName", "endpoint", "interval"],
+        ),
+        (
             "kustomizations.kustomize.toolkit.fluxcd.io",
             "Kustomization",
             "v1",
@@ -89,6 +113,33 @@ fn flux_group_versions_kinds_and_required_fields() {
         got.sort();
         assert_eq!(got, required, "{name} required fields");
     }
+    // Flux's defaults, so Flux's YAML that leaves them out means the same.
+    let spec_of = |name: &str| {
+        by_name[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]
+            .clone()
+    };
+    let chart = spec_of("helmcharts.source.toolkit.fluxcd.io");
+    assert_eq!(chart["version"]["default"], "*");
+    assert_eq!(chart["reconcileStrategy"]["default"], "ChartVersion");
+    assert_eq!(
+        chart["sourceRef"]["properties"]["kind"]["enum"],
+        serde_json::json!(["HelmRepository", "GitRepository", "Bucket"])
+    );
+    let oci = spec_of("ocirepositories.source.toolkit.fluxcd.io");
+    assert_eq!(oci["timeout"]["default"], "60s");
+    assert_eq!(oci["provider"]["default"], "generic");
+    assert_eq!(
+        oci["layerSelector"]["properties"]["operation"]["enum"],
+        serde_json::json!(["extract", "copy"])
+    );
+    let bucket = spec_of("buckets.source.toolkit.fluxcd.io");
+    assert_eq!(bucket["provider"]["default"], "generic");
+    let helm_repo = spec_of("helmrepositories.source.toolkit.fluxcd.io");
+    assert_eq!(
+        helm_repo["type"]["enum"],
+        serde_json::json!(["default", "oci"])
+    );
     let git = &by_name["gitrepositories.source.toolkit.fluxcd.io"]["spec"]["versions"][0];
     assert_eq!(git["subresources"]["status"], serde_json::json!({}));
     let artifact = &git["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["artifact"]

@@ -1,0 +1,255 @@
+//! Flux's `GitRepository` (`source.toolkit.fluxcd.io/v1`) and its controller: acquire the
+//! repository with [`gitops_source::GitSource`] into the artifact store served over HTTP, and
+//! publish the artifact in `status.artifact`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use gitops_source::{GitAuth, GitReference, GitSource, Source as _, SourceError};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, CustomResource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ArtifactStatus, Failure, SourceContext, SourceControllerError, SourceObject, collect_garbage,
+    drive, duration, impl_source_status, last_artifact, object_ref, report_failure, report_ready,
+    secret_data, start_status,
+};
+use crate::meta::{self, Condition, LocalObjectReference};
+
+/// `GitRepository.spec`.
+#[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "GitRepository",
+    plural = "gitrepositories",
+    shortname = "gitrepo",
+    namespaced,
+    status = "GitRepositoryStatus",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositorySpec {
+    /// The repository URL (`http`, `https`, `ssh`).
+    #[schemars(regex(pattern = r"^(http|https|ssh)://.*$"))]
+    pub url: String,
+    /// A Secret with credentials (`username`/`password`, `bearerToken`, `identity`/`known_hosts`,
+    /// `ca.crt`, `tls.crt`/`tls.key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// How often to check the repository.
+    #[schemars(schema_with = "meta::duration_schema")]
+    pub interval: String,
+    /// The limit of one Git operation (default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "meta::duration_schema")]
+    pub timeout: Option<String>,
+    /// The reference to check out (default: the remote HEAD, Flux defaults to `master`).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
+    pub reference: Option<GitRepositoryRef>,
+    /// Ignore patterns (gitignore syntax), replacing the default exclusions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore: Option<String>,
+    /// Stop reconciling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    /// Fetch submodules, recursively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurse_submodules: Option<bool>,
+    /// Only these directories end up in the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_checkout: Option<Vec<String>>,
+    /// A Secret with `address` (and optional `username`/`password`) of a proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_secret_ref: Option<LocalObjectReference>,
+}
+
+/// `GitRepository.spec.ref`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GitRepositoryRef {
+    /// A branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// A tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// A semver range over the tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// A full reference name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+/// `GitRepository.status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositoryStatus {
+    /// The last generation reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Stalled, ArtifactInStorage, FetchFailed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The last artifact stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactStatus>,
+    /// The ignore patterns of the last artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_ignore: Option<String>,
+    /// Whether the last artifact includes submodules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_recurse_submodules: Option<bool>,
+    /// The sparse checkout of the last artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_sparse_checkout: Option<Vec<String>>,
+    /// The last `reconcile.fluxcd.io/requestedAt` value handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+/// Runs the GitRepository controller until the stream ends (on shutdown of `api`'s watches).
+pub(crate) async fn run(
+    ctx: Arc<SourceContext>,
+    api: Api<GitRepository>,
+    config: watcher::Config,
+    concurrency: u16,
+) {
+    Controller::new(api, config)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "GitRepository reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(
+    _object: Arc<GitRepository>,
+    _error: &SourceControllerError,
+    ctx: Arc<SourceContext>,
+) -> Action {
+    Action::requeue(ctx.retry_interval)
+}
+
+impl SourceObject for GitRepository {
+    const KIND: &'static str = "GitRepository";
+    type Status = GitRepositoryStatus;
+    fn suspended(&self) -> bool {
+        self.spec.suspend == Some(true)
+    }
+    fn status_or_default(&self) -> GitRepositoryStatus {
+        self.status.clone().unwrap_or_default()
+    }
+}
+
+impl_source_status!(GitRepositoryStatus);
+
+/// The acquisition settings a GitRepository spec asks for, with the credentials of its Secret.
+async fn git_source(client: &Client, repo: &GitRepository) -> Result<GitSource, Failure> {
+    let namespace = repo.namespace().unwrap_or_default();
+    let object = object_ref(repo)?;
+    let spec = &repo.spec;
+    let mut source = GitSource::new(spec.url.clone(), object);
+    if let Some(r) = &spec.reference {
+        source.reference = GitReference {
+            branch: r.branch.clone(),
+            tag: r.tag.clone(),
+            semver: r.semver.clone(),
+            name: r.name.clone(),
+            commit: r.commit.clone(),
+        };
+    }
+    source.ignore = spec.ignore.clone();
+    source.sparse_checkout = spec.sparse_checkout.clone().unwrap_or_default();
+    source.recurse_submodules = spec.recurse_submodules.unwrap_or(false);
+    source.timeout =
+        duration("timeout", spec.timeout.as_deref())?.unwrap_or(Duration::from_secs(60));
+    if let Some(secret_ref) = &spec.secret_ref {
+        let data = secret_data(client, &namespace, &secret_ref.name).await?;
+        let get = |k: &str| data.get(k).cloned();
+        let text = |k: &str| get(k).map(|v| String::from_utf8_lossy(&v).into_owned());
+        source.auth = GitAuth {
+            basic: text("username").zip(text("password")),
+            bearer_token: text("bearerToken"),
+            ca_pem: get("ca.crt").or_else(|| get("caFile")),
+            client_identity_pem: get("tls.crt").zip(get("tls.key")),
+            ssh_private_key: get("identity"),
+            ssh_passphrase: if get("identity").is_some() {
+                text("password")
+            } else {
+                None
+            },
+            known_hosts: get("known_hosts"),
+        };
+    }
+    Ok(source)
+}
+
+/// One reconcile of a GitRepository, measured (`gotk_reconcile_duration_seconds`,
+/// `gotk_suspend_status`): the finalizer, suspend, then the acquisition.
+pub async fn reconcile(
+    repo: Arc<GitRepository>,
+    ctx: Arc<SourceContext>,
+) -> Result<Action, SourceControllerError> {
+    drive(repo, ctx, reconcile_once).await
+}
+
+async fn reconcile_once(
+    repo: Arc<GitRepository>,
+    ctx: Arc<SourceContext>,
+) -> Result<Action, SourceControllerError> {
+    let interval = meta::parse_duration(&repo.spec.interval).unwrap_or(Duration::from_secs(60));
+    let mut status = start_status(&*repo);
+    let source = match git_source(&ctx.client, &repo).await {
+        Ok(s) => s,
+        Err(failure) => return report_failure(&ctx, &*repo, status, failure, Some(interval)).await,
+    };
+    let last = last_artifact(&ctx.store, status.artifact.as_ref());
+    match source.acquire(last.as_ref(), &ctx.store).await {
+        Ok(acquired) => {
+            let is_new = acquired.is_new();
+            let artifact = acquired.into_artifact();
+            let message = format!("stored artifact for revision '{}'", artifact.revision);
+            status.artifact = Some(ArtifactStatus::from_artifact(&artifact));
+            status.observed_ignore = repo.spec.ignore.clone();
+            status.observed_recurse_submodules = repo.spec.recurse_submodules;
+            status.observed_sparse_checkout = repo.spec.sparse_checkout.clone();
+            if is_new {
+                collect_garbage(&ctx.store, &source.object, &artifact);
+            }
+            let revision = artifact.revision.to_string();
+            report_ready(
+                &ctx,
+                &*repo,
+                status,
+                &message,
+                is_new.then_some(revision.as_str()),
+                Some(interval),
+            )
+            .await
+        }
+        Err(error) => {
+            let failure =
+                Failure::retry(meta::FETCH_FAILED, error.reason(), failure_message(&error));
+            report_failure(&ctx, &*repo, status, failure, Some(interval)).await
+        }
+    }
+}
+
+fn failure_message(error: &SourceError) -> String {
+    error.to_string()
+}

@@ -1,0 +1,571 @@
+//! Flux's sources (`source.toolkit.fluxcd.io/v1`) and their controllers: `GitRepository`,
+//! `OCIRepository`, `HelmRepository`, `HelmChart` and `Bucket`, each acquired with
+//! `gitops-source` into one [`ArtifactStore`] served over HTTP, and published in
+//! `status.artifact` with Flux's revision strings, conditions and events.
+//!
+//! Every kind carries Flux's finalizer ([`SOURCE_FINALIZER`]): deleting an object removes its
+//! artifacts from the store. Old artifacts are garbage-collected after each new one by the
+//! store's retention (Flux's defaults: the last 2, for one minute).
+
+mod bucket;
+mod git;
+mod helm;
+mod oci;
+
+pub use bucket::{Bucket, BucketSpec, BucketStatus};
+pub use git::{GitRepository, GitRepositoryRef, GitRepositorySpec, GitRepositoryStatus, reconcile};
+pub use helm::{
+    HelmChart, HelmChartSourceRef, HelmChartSpec, HelmChartStatus, HelmRepository,
+    HelmRepositorySpec, HelmRepositoryStatus,
+};
+pub use oci::{
+    OCILayerSelector, OCIRepository, OCIRepositoryRef, OCIRepositorySpec, OCIRepositoryStatus,
+};
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gitops_events::Severity;
+use gitops_source::{Artifact, ArtifactStore, ObjectRef};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::events::EventRecorder;
+use crate::meta::{self, Condition};
+
+/// The finalizer Flux's source-controller puts on every source: removed once the object's
+/// artifacts are gone from storage.
+pub const SOURCE_FINALIZER: &str = "finalizers.fluxcd.io";
+
+/// Condition type (HelmChart): building the chart failed.
+pub const BUILD_FAILED: &str = "BuildFailed";
+/// Condition type: writing or reading the storage failed.
+pub const STORAGE_OPERATION_FAILED: &str = "StorageOperationFailed";
+
+/// Flux's `Artifact` status shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactStatus {
+    /// Path relative to the store root (`gitrepository/<ns>/<name>/<digest>.tar.gz`).
+    pub path: String,
+    /// Where the artifact is served.
+    pub url: String,
+    /// The source revision (`main@sha1:<hex>`, `latest@sha256:<hex>`, `sha256:<hex>`,
+    /// `1.2.3`).
+    pub revision: String,
+    /// The archive digest (`sha256:<hex>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// When the archive was written.
+    pub last_update_time: String,
+    /// Archive size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Metadata of the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl ArtifactStatus {
+    /// The status shape of a stored artifact.
+    pub fn from_artifact(artifact: &Artifact) -> Self {
+        ArtifactStatus {
+            path: artifact.path.to_string_lossy().into_owned(),
+            url: artifact
+                .url
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            revision: artifact.revision.to_string(),
+            digest: Some(artifact.digest.to_string()),
+            last_update_time: artifact.last_update_time.to_string(),
+            size: i64::try_from(artifact.size).ok(),
+            metadata: (!artifact.metadata.is_empty()).then(|| artifact.metadata.clone()),
+        }
+    }
+
+    /// The stored artifact this status describes, when every field parses.
+    pub fn to_artifact(&self) -> Option<Artifact> {
+        Some(Artifact {
+            revision: self.revision.parse().ok()?,
+            digest: self.digest.as_deref()?.parse().ok()?,
+            size: u64::try_from(self.size?).ok()?,
+            path: PathBuf::from(&self.path),
+            url: url::Url::parse(&self.url).ok(),
+            metadata: self.metadata.clone().unwrap_or_default(),
+            last_update_time: self.last_update_time.parse().ok()?,
+        })
+    }
+}
+
+/// Why a source reconcile failed (the failures of the source itself are written to its
+/// status; these are failures to talk to the cluster).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceControllerError {
+    /// A Kubernetes API request failed.
+    #[error("{what} of {kind} {namespace}/{name}: {source}")]
+    Kube {
+        /// What was being done.
+        what: &'static str,
+        /// The object's kind.
+        kind: &'static str,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The GitRepository controller's error (the same for every source kind).
+pub type GitRepositoryError = SourceControllerError;
+
+/// What the source controllers need.
+pub struct SourceContext {
+    /// The cluster.
+    pub client: Client,
+    /// Where artifacts are written (with the base URL of its HTTP server).
+    pub store: ArtifactStore,
+    /// Where events go.
+    pub events: EventRecorder,
+    /// The delay before retrying a failed reconcile (Flux retries with backoff; this is fixed).
+    pub retry_interval: Duration,
+}
+
+/// The GitRepository controller's context (the same for every source kind).
+pub type GitRepositoryContext = SourceContext;
+
+/// Runs the GitRepository controller alone until the stream ends.
+pub async fn run(
+    ctx: Arc<SourceContext>,
+    api: Api<GitRepository>,
+    config: watcher::Config,
+    concurrency: u16,
+) {
+    git::run(ctx, api, config, concurrency).await;
+}
+
+/// Runs every source controller (GitRepository, OCIRepository, HelmRepository, HelmChart,
+/// Bucket) on all namespaces until their streams end.
+pub async fn run_all(ctx: Arc<SourceContext>, config: watcher::Config, concurrency: u16) {
+    let client = ctx.client.clone();
+    futures::join!(
+        git::run(
+            ctx.clone(),
+            Api::all(client.clone()),
+            config.clone(),
+            concurrency
+        ),
+        oci::run(ctx.clone(), config.clone(), concurrency),
+        helm::run_repositories(ctx.clone(), config.clone(), concurrency),
+        helm::run_charts(ctx.clone(), config.clone(), concurrency),
+        bucket::run(ctx, config, concurrency),
+    );
+}
+
+/// A failure written to a source's status.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// The negative condition set beside `Ready=False` (`FetchFailed`, `BuildFailed`, ...).
+    pub condition: &'static str,
+    /// Flux's reason.
+    pub reason: String,
+    /// For people.
+    pub message: String,
+    /// The spec cannot work until it changes (`Stalled=True`, no retry).
+    pub stalled: bool,
+}
+
+impl Failure {
+    /// A failure retried after the retry interval.
+    pub fn retry(condition: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        Failure {
+            condition,
+            reason: reason.to_string(),
+            message: message.into(),
+            stalled: false,
+        }
+    }
+
+    /// A failure that needs a spec change.
+    pub fn stalled(reason: &str, message: impl Into<String>) -> Self {
+        Failure {
+            condition: meta::STALLED,
+            reason: reason.to_string(),
+            message: message.into(),
+            stalled: true,
+        }
+    }
+}
+
+/// The status fields every source kind shares.
+pub(crate) trait SourceStatus: Serialize + Default + Clone + Send {
+    /// The conditions.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    /// `status.observedGeneration`.
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+    /// `status.lastHandledReconcileAt`.
+    fn set_last_handled_reconcile_at(&mut self, value: String);
+}
+
+macro_rules! impl_source_status {
+    ($($t:ty),*) => {$(
+        impl crate::source::SourceStatus for $t {
+            fn conditions_mut(&mut self) -> &mut Vec<crate::meta::Condition> {
+                &mut self.conditions
+            }
+            fn set_observed_generation(&mut self, generation: Option<i64>) {
+                self.observed_generation = generation;
+            }
+            fn set_last_handled_reconcile_at(&mut self, value: String) {
+                self.last_handled_reconcile_at = Some(value);
+            }
+        }
+    )*};
+}
+pub(crate) use impl_source_status;
+
+/// What a source object offers the shared reconcile driver.
+pub(crate) trait SourceObject:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind, as in the API.
+    const KIND: &'static str;
+    /// The status type.
+    type Status: SourceStatus;
+    /// `spec.suspend`.
+    fn suspended(&self) -> bool;
+    /// The current status (default when unset).
+    fn status_or_default(&self) -> Self::Status;
+}
+
+/// The reference of `obj` in the artifact store.
+pub(crate) fn object_ref<K: SourceObject>(obj: &K) -> Result<ObjectRef, Failure> {
+    ObjectRef::new(
+        K::KIND,
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+    )
+    .map_err(|e| Failure::stalled("InvalidName", e.to_string()))
+}
+
+/// The status to start a reconcile from: the current one, with the handled
+/// `reconcile.fluxcd.io/requestedAt` value.
+pub(crate) fn start_status<K: SourceObject>(obj: &K) -> K::Status {
+    let mut status = obj.status_or_default();
+    if let Some(requested) = obj.annotations().get(meta::RECONCILE_REQUEST_ANNOTATION) {
+        status.set_last_handled_reconcile_at(requested.clone());
+    }
+    status
+}
+
+/// One measured reconcile of a source: deletion (artifacts removed, then the finalizer),
+/// the finalizer added, suspend honoured, then `apply`.
+pub(crate) async fn drive<K, F, Fut>(
+    obj: Arc<K>,
+    ctx: Arc<SourceContext>,
+    apply: F,
+) -> Result<Action, SourceControllerError>
+where
+    K: SourceObject,
+    F: FnOnce(Arc<K>, Arc<SourceContext>) -> Fut,
+    Fut: Future<Output = Result<Action, SourceControllerError>>,
+{
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let suspended = obj.suspended();
+    let run = async {
+        let has_finalizer = obj.finalizers().iter().any(|f| f == SOURCE_FINALIZER);
+        if obj.meta().deletion_timestamp.is_some() {
+            if has_finalizer {
+                remove_artifacts(&ctx.store, &*obj);
+                let kept: Vec<String> = obj
+                    .finalizers()
+                    .iter()
+                    .filter(|f| *f != SOURCE_FINALIZER)
+                    .cloned()
+                    .collect();
+                set_finalizers(&ctx, &*obj, kept).await?;
+            }
+            return Ok(Action::await_change());
+        }
+        if !has_finalizer {
+            let mut all = obj.finalizers().to_vec();
+            all.push(SOURCE_FINALIZER.to_string());
+            set_finalizers(&ctx, &*obj, all).await?;
+        }
+        if obj.suspended() {
+            tracing::debug!(kind = K::KIND, %name, "suspended");
+            return Ok(Action::await_change());
+        }
+        apply(obj.clone(), ctx.clone()).await
+    };
+    crate::metrics::measure(K::KIND, &namespace, &name, suspended, run).await
+}
+
+/// Sets `metadata.finalizers` with a merge patch guarded by the resource version the
+/// reconcile saw (a conflicting writer makes it fail and the reconcile retry).
+async fn set_finalizers<K: SourceObject>(
+    ctx: &SourceContext,
+    obj: &K,
+    finalizers: Vec<String>,
+) -> Result<(), SourceControllerError> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}
+    });
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| SourceControllerError::Kube {
+        what: "updating the finalizers",
+        kind: K::KIND,
+        namespace,
+        name: obj.name_any(),
+        source,
+    })
+}
+
+/// Removes every artifact of `obj` from the store (the object is being deleted).
+fn remove_artifacts<K: SourceObject>(store: &ArtifactStore, obj: &K) {
+    let Ok(object) = object_ref(obj) else { return };
+    let dir = store.local_path(&object.dir());
+    if !dir.exists() {
+        return;
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => tracing::info!(kind = K::KIND, dir = %dir.display(), "artifacts removed"),
+        Err(error) => {
+            tracing::warn!(kind = K::KIND, dir = %dir.display(), %error, "removing artifacts")
+        }
+    }
+}
+
+/// Writes `status`, wrapping the error.
+pub(crate) async fn write_status<K: SourceObject>(
+    ctx: &SourceContext,
+    obj: &K,
+    status: &mut K::Status,
+) -> Result<(), SourceControllerError> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let conditions = status.conditions_mut().clone();
+    meta::write_status(&api, K::KIND, obj, status, &conditions)
+        .await
+        .map_err(|source| SourceControllerError::Kube {
+            what: "writing the status",
+            kind: K::KIND,
+            namespace,
+            name: obj.name_any(),
+            source,
+        })
+}
+
+/// Writes a failure into the status (`Ready=False` with Flux's reason, and `Stalled` or
+/// `Reconciling`), records a warning event, and says when to try again.
+pub(crate) async fn report_failure<K: SourceObject>(
+    ctx: &SourceContext,
+    obj: &K,
+    mut status: K::Status,
+    failure: Failure,
+    interval: Option<Duration>,
+) -> Result<Action, SourceControllerError> {
+    let generation = obj.meta().generation;
+    let conditions = status.conditions_mut();
+    meta::set_condition(
+        conditions,
+        meta::READY,
+        false,
+        &failure.reason,
+        &failure.message,
+        generation,
+    );
+    if failure.stalled {
+        meta::set_condition(
+            conditions,
+            meta::STALLED,
+            true,
+            &failure.reason,
+            &failure.message,
+            generation,
+        );
+        meta::remove_condition(conditions, meta::RECONCILING);
+        status.set_observed_generation(generation);
+    } else {
+        meta::set_condition(
+            conditions,
+            failure.condition,
+            true,
+            &failure.reason,
+            &failure.message,
+            generation,
+        );
+        meta::set_condition(
+            conditions,
+            meta::RECONCILING,
+            true,
+            "ProgressingWithRetry",
+            &failure.message,
+            generation,
+        );
+    }
+    write_status(ctx, obj, &mut status).await?;
+    ctx.events.record(
+        obj,
+        Severity::Error,
+        &failure.reason,
+        &failure.message,
+        None,
+    );
+    Ok(if failure.stalled {
+        Action::await_change()
+    } else {
+        Action::requeue(interval.map_or(ctx.retry_interval, |i| ctx.retry_interval.min(i)))
+    })
+}
+
+/// Writes a success into the status (`Ready=True`, `ArtifactInStorage=True` when there is
+/// an artifact, the failure conditions removed), records `NewArtifact` for a new revision,
+/// and requeues at the interval.
+pub(crate) async fn report_ready<K: SourceObject>(
+    ctx: &SourceContext,
+    obj: &K,
+    mut status: K::Status,
+    message: &str,
+    new_revision: Option<&str>,
+    interval: Option<Duration>,
+) -> Result<Action, SourceControllerError> {
+    let generation = obj.meta().generation;
+    status.set_observed_generation(generation);
+    let conditions = status.conditions_mut();
+    meta::set_condition(
+        conditions,
+        meta::READY,
+        true,
+        "Succeeded",
+        message,
+        generation,
+    );
+    meta::set_condition(
+        conditions,
+        meta::ARTIFACT_IN_STORAGE,
+        true,
+        "Succeeded",
+        message,
+        generation,
+    );
+    for gone in [
+        meta::RECONCILING,
+        meta::STALLED,
+        meta::FETCH_FAILED,
+        BUILD_FAILED,
+        STORAGE_OPERATION_FAILED,
+    ] {
+        meta::remove_condition(conditions, gone);
+    }
+    write_status(ctx, obj, &mut status).await?;
+    if let Some(revision) = new_revision {
+        ctx.events
+            .record(obj, Severity::Info, "NewArtifact", message, Some(revision));
+    }
+    Ok(interval.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Removes old artifacts of `object` by the store's retention, keeping `current`.
+pub(crate) fn collect_garbage(store: &ArtifactStore, object: &ObjectRef, current: &Artifact) {
+    match store.gc(object, Some(&current.path)) {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::debug!(
+                kind = object.kind(),
+                removed = removed.len(),
+                "old artifacts removed"
+            )
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "garbage-collecting old artifacts"),
+    }
+}
+
+/// The last artifact of a status, when its file is still in the store.
+pub(crate) fn last_artifact(
+    store: &ArtifactStore,
+    artifact: Option<&ArtifactStatus>,
+) -> Option<Artifact> {
+    artifact
+        .and_then(ArtifactStatus::to_artifact)
+        .filter(|a| store.exists(&a.path))
+}
+
+/// A duration field, parsed; an invalid one stalls the object.
+pub(crate) fn duration(field: &str, value: Option<&str>) -> Result<Option<Duration>, Failure> {
+    value
+        .map(|v| {
+            meta::parse_duration(v)
+                .map_err(|e| Failure::stalled("InvalidDuration", format!("spec.{field}: {e}")))
+        })
+        .transpose()
+}
+
+/// The data of a Secret in `namespace`; a missing or unreadable Secret is an
+/// `AuthenticationFailed` failure (retried: the Secret may appear).
+pub(crate) async fn secret_data(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, Failure> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let failed =
+        |message: String| Failure::retry(meta::FETCH_FAILED, "AuthenticationFailed", message);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(|e| failed(format!("failed to get secret '{namespace}/{name}': {e}")))?
+        .ok_or_else(|| {
+            failed(format!(
+                "failed to get secret '{namespace}/{name}': not found"
+            ))
+        })?;
+    let mut data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    for (k, v) in secret.string_data.unwrap_or_default() {
+        data.entry(k).or_insert_with(|| v.into_bytes());
+    }
+    Ok(data)
+}
+
+/// The schema of a string with a default (Flux's `+kubebuilder:default`).
+pub(crate) fn string_default_schema(default: &str, values: Option<&[&str]>) -> schemars::Schema {
+    let mut schema = serde_json::json!({"type": "string", "default": default});
+    if let Some(values) = values {
+        schema["enum"] = serde_json::json!(values);
+    }
+    schemars::Schema::try_from(schema).expect("a JSON object is a schema")
+}
