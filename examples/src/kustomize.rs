@@ -4,20 +4,23 @@
 //! wait for health, and record the inventory in the status.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use gitops_apply::client::client_from_kubeconfig;
 use gitops_apply::{
-    ApplyOptions, Inventory, InventoryEntry, Owner, PruneOptions, ReconcileOptions, ResourceManager,
+    ApplyOptions, Impersonation, Inventory, InventoryEntry, Owner, PruneOptions, ReconcileOptions,
+    ResourceManager,
 };
 use gitops_events::Severity;
-use gitops_render::kustomize::{BuildOptions, KustomizeRenderer, LoadRestrictor};
-use gitops_render::{DynamicObject, RenderInput, Renderer as _};
+use gitops_render::DynamicObject;
+use gitops_render::flux::{FluxKustomization, Substitution, clean_relative};
 use gitops_source::{Digest, FetchLimits, fetch_artifact};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
+use kube::config::Kubeconfig;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -34,7 +37,7 @@ pub const OWNER_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 /// The field manager of kustomize-controller.
 pub const FIELD_MANAGER: &str = "kustomize-controller";
 /// The label or annotation that turns post-build substitution off for one object.
-pub const SUBSTITUTE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/substitute";
+pub const SUBSTITUTE_ANNOTATION: &str = gitops_render::flux::SUBSTITUTE_KEY;
 
 /// `Kustomization.spec`.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -62,7 +65,7 @@ pub struct KustomizationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "meta::duration_schema")]
     pub retry_interval: Option<String>,
-    /// A kubeconfig Secret for a remote cluster (not supported by this controller yet).
+    /// A kubeconfig Secret: apply to that cluster instead of the controller's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_config: Option<KubeConfigReference>,
     /// The directory inside the artifact (default: the root).
@@ -88,10 +91,17 @@ pub struct KustomizationSpec {
     /// Image overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<KustomizeImage>>,
-    /// Kustomize components to include.
+    /// Kustomize components to include (local paths relative to `path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub components: Option<Vec<String>>,
-    /// The service account to impersonate (not supported by this controller yet).
+    /// Skip components whose directory does not exist instead of failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_missing_components: Option<bool>,
+    /// Labels and annotations set on every object's metadata after the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_metadata: Option<CommonMetadata>,
+    /// The service account (in the Kustomization's namespace) every apply, prune and health
+    /// check impersonates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
     /// The source of the artifact.
@@ -166,6 +176,17 @@ pub struct KustomizeImage {
     /// A digest, replacing the tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+}
+
+/// `spec.commonMetadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CommonMetadata {
+    /// Labels added to (or replacing those of) every object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations added to (or replacing those of) every object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 /// `spec.kubeConfig`.
@@ -305,39 +326,225 @@ pub enum KustomizationError {
 pub struct KustomizationContext {
     /// The cluster.
     pub client: Client,
+    /// The configuration `client` was built from: `serviceAccountName` impersonates on top of
+    /// it. Without it, a Kustomization with `serviceAccountName` fails (and says why).
+    pub client_config: Option<kube::Config>,
     /// Where events go.
     pub events: EventRecorder,
     /// How long to wait before checking a dependency again (Flux's `--requeue-dependency`).
     pub requeue_dependency: Duration,
     /// Limits of artifact downloads.
     pub fetch_limits: FetchLimits,
-    managers: Mutex<HashMap<(String, String), Arc<ResourceManager>>>,
+    /// The back-off of reconciles that fail at the API level (Flux's `--min-retry-delay` and
+    /// `--max-retry-delay`: 750 ms doubling up to 15 min).
+    pub retry_backoff: Backoff,
+    managers: Mutex<Managers>,
+    failures: Mutex<HashMap<(String, String), u32>>,
 }
+
+/// Resource managers by Kustomization (namespace, name), with the identity they act as.
+type Managers = HashMap<(String, String), (String, Arc<ResourceManager>)>;
+
+/// An exponential back-off: `min`, doubled per consecutive failure, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay.
+    pub min: Duration,
+    /// The largest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            min: Duration::from_millis(750),
+            max: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after `failures` consecutive failures (1 for the first).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(31));
+        self.min.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// The default key of a kubeConfig Secret, then the one Flux falls back to.
+const KUBECONFIG_KEYS: [&str; 2] = ["value", "value.yaml"];
 
 impl KustomizationContext {
     /// A context with Flux's defaults (dependencies checked again after 30 s).
     pub fn new(client: Client, events: EventRecorder) -> Self {
         Self {
             client,
+            client_config: None,
             events,
             requeue_dependency: Duration::from_secs(30),
             fetch_limits: FetchLimits::default(),
+            retry_backoff: Backoff::default(),
             managers: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    fn manager(&self, namespace: &str, name: &str) -> Arc<ResourceManager> {
-        let mut managers = self.managers.lock().unwrap_or_else(|e| e.into_inner());
-        managers
-            .entry((namespace.to_string(), name.to_string()))
-            .or_insert_with(|| {
-                Arc::new(ResourceManager::new(
-                    self.client.clone(),
-                    Owner::new(FIELD_MANAGER, OWNER_GROUP, name, namespace),
-                ))
-            })
-            .clone()
+    /// The same context, impersonating on top of `config` (the one `client` came from).
+    pub fn with_client_config(mut self, config: kube::Config) -> Self {
+        self.client_config = Some(config);
+        self
     }
+
+    /// The resource manager of a Kustomization: on the controller's cluster as the controller,
+    /// or impersonating `serviceAccountName`, or on the cluster of `kubeConfig` (impersonating
+    /// the service account there when both are set), as Flux does.
+    async fn manager(&self, ks: &Kustomization) -> Result<Arc<ResourceManager>, Failure> {
+        let namespace = ks.namespace().unwrap_or_default();
+        let name = ks.name_any();
+        let impersonation = ks
+            .spec
+            .service_account_name
+            .as_ref()
+            .filter(|sa| !sa.is_empty())
+            .map(|sa| Impersonation::ServiceAccount {
+                namespace: namespace.clone(),
+                name: sa.clone(),
+            });
+        let fail = |m: String| Failure::new("ReconciliationFailed", m);
+        // The identity decides whether a cached manager can be reused.
+        let (identity, client) = match &ks.spec.kube_config {
+            Some(reference) => {
+                let (kubeconfig, version) =
+                    read_kubeconfig(&self.client, &namespace, &reference.secret_ref).await?;
+                let identity = format!(
+                    "kubeconfig:{}@{version}:{}",
+                    reference.secret_ref.name,
+                    impersonation
+                        .as_ref()
+                        .map(Impersonation::user_name)
+                        .unwrap_or_default()
+                );
+                if let Some(m) = self.cached(&namespace, &name, &identity) {
+                    return Ok(m);
+                }
+                let client = client_from_kubeconfig(kubeconfig, None, impersonation.as_ref())
+                    .await
+                    .map_err(|e| fail(format!("failed to build kube client: {e}")))?;
+                (identity, client)
+            }
+            None => match &impersonation {
+                None => ("controller".to_string(), self.client.clone()),
+                Some(imp) => {
+                    let identity = imp.user_name();
+                    if let Some(m) = self.cached(&namespace, &name, &identity) {
+                        return Ok(m);
+                    }
+                    let mut config = self.client_config.clone().ok_or_else(|| {
+                        fail(format!(
+                            "failed to build kube client: impersonating '{identity}' needs the controller's client configuration"
+                        ))
+                    })?;
+                    imp.apply_to(&mut config);
+                    let client = Client::try_from(config)
+                        .map_err(|e| fail(format!("failed to build kube client: {e}")))?;
+                    (identity, client)
+                }
+            },
+        };
+        if let Some(m) = self.cached(&namespace, &name, &identity) {
+            return Ok(m);
+        }
+        let manager = Arc::new(ResourceManager::new(
+            client,
+            Owner::new(FIELD_MANAGER, OWNER_GROUP, &name, &namespace),
+        ));
+        self.managers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((namespace, name), (identity, manager.clone()));
+        Ok(manager)
+    }
+
+    fn cached(&self, namespace: &str, name: &str, identity: &str) -> Option<Arc<ResourceManager>> {
+        let managers = self.managers.lock().unwrap_or_else(|e| e.into_inner());
+        managers
+            .get(&(namespace.to_string(), name.to_string()))
+            .filter(|(id, _)| id == identity)
+            .map(|(_, m)| m.clone())
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.managers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+    }
+
+    /// Counts one more consecutive API-level failure and returns the delay before the retry.
+    fn next_retry(&self, namespace: &str, name: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures
+            .entry((namespace.to_string(), name.to_string()))
+            .or_insert(0);
+        *n = n.saturating_add(1);
+        self.retry_backoff.delay(*n)
+    }
+
+    fn reset_retries(&self, namespace: &str, name: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
+/// Reads the kubeconfig of `spec.kubeConfig.secretRef` (key `key`, else `value`, else
+/// `value.yaml`) and the Secret's resource version.
+async fn read_kubeconfig(
+    client: &Client,
+    namespace: &str,
+    reference: &meta::SecretKeyReference,
+) -> Result<(Kubeconfig, String), Failure> {
+    let fail = |m: String| Failure::new("ReconciliationFailed", m);
+    let id = format!("{namespace}/{}", reference.name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(&reference.name)
+        .await
+        .map_err(|e| fail(format!("unable to read KubeConfig secret '{id}': {e}")))?
+        .ok_or_else(|| {
+            fail(format!(
+                "unable to read KubeConfig secret '{id}': not found"
+            ))
+        })?;
+    let data = secret.data.unwrap_or_default();
+    let keys: Vec<&str> = match reference.key.as_deref() {
+        Some(key) if !key.is_empty() => vec![key],
+        _ => KUBECONFIG_KEYS.to_vec(),
+    };
+    let bytes = keys.iter().find_map(|k| data.get(*k)).ok_or_else(|| {
+        fail(format!(
+            "KubeConfig secret '{id}' does not contain a '{}' key with a kubeconfig",
+            keys.join("' or '")
+        ))
+    })?;
+    let text = std::str::from_utf8(&bytes.0).map_err(|_| {
+        fail(format!(
+            "KubeConfig secret '{id}': the kubeconfig is not UTF-8"
+        ))
+    })?;
+    // The parse error names the position only, never the (secret) content.
+    let kubeconfig =
+        Kubeconfig::from_yaml(text).map_err(|e| fail(format!("KubeConfig secret '{id}': {e}")))?;
+    Ok((
+        kubeconfig,
+        secret.metadata.resource_version.unwrap_or_default(),
+    ))
 }
 
 const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
@@ -387,12 +594,15 @@ pub async fn run(
         .await;
 }
 
+/// A reconcile that failed at the API level is retried with Flux's exponential back-off.
 fn error_policy(
-    _: Arc<Kustomization>,
-    _: &KustomizationError,
-    _: Arc<KustomizationContext>,
+    ks: Arc<Kustomization>,
+    error: &KustomizationError,
+    ctx: Arc<KustomizationContext>,
 ) -> Action {
-    Action::requeue(Duration::from_secs(5))
+    let delay = ctx.next_retry(&ks.namespace().unwrap_or_default(), &ks.name_any());
+    tracing::debug!(%error, ?delay, "Kustomization reconcile failed, retrying");
+    Action::requeue(delay)
 }
 
 /// Why the pipeline failed, as written to `Ready=False`.
@@ -444,14 +654,18 @@ pub async fn reconcile(
     let namespace = ks.namespace().unwrap_or_default();
     let name = ks.name_any();
     let suspended = ks.spec.suspend == Some(true);
-    crate::metrics::measure(
+    let result = crate::metrics::measure(
         "Kustomization",
         &namespace,
         &name,
         suspended,
-        reconcile_once(ks, ctx),
+        reconcile_once(ks, ctx.clone()),
     )
-    .await
+    .await;
+    if result.is_ok() {
+        ctx.reset_retries(&namespace, &name);
+    }
+    result
 }
 
 /// Flux's finalizer: a deleted Kustomization with `prune` deletes what it applied.
@@ -533,7 +747,22 @@ async fn cleanup(
                 .unwrap_or_default(),
         };
         let objects = inventory.objects().unwrap_or_default();
-        let manager = ctx.manager(&namespace, &name);
+        let manager = match ctx.manager(&ks).await {
+            Ok(manager) => manager,
+            Err(failure) => {
+                // As Flux: without a client the objects cannot be pruned; say so and let the
+                // Kustomization go rather than block its deletion forever.
+                ctx.events.record(
+                    &*ks,
+                    Severity::Error,
+                    "PruneFailed",
+                    &format!("unable to prune objects: {}", failure.message),
+                    None,
+                );
+                ctx.forget(&namespace, &name);
+                return Ok(Action::await_change());
+            }
+        };
         match manager.prune(&objects, &PruneOptions::default()).await {
             Ok(pruned) => {
                 let log = pruned.change_log();
@@ -559,10 +788,7 @@ async fn cleanup(
             }
         }
     }
-    ctx.managers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&(namespace, name));
+    ctx.forget(&namespace, &name);
     Ok(Action::await_change())
 }
 
@@ -600,6 +826,8 @@ async fn reconcile_apply(
             generation,
         );
         patch_status(&api, &ks, &status).await?;
+        ctx.events
+            .record(&*ks, Severity::Info, "DependencyNotReady", &message, None);
         return Ok(Action::requeue(ctx.requeue_dependency));
     }
 
@@ -664,7 +892,9 @@ async fn reconcile_apply(
             }
             patch_status(&api, &ks, &status).await?;
             if failure.source_not_ready {
-                return Ok(Action::requeue(ctx.requeue_dependency));
+                // As Flux: no event, retry at retryInterval (the source's watch triggers sooner
+                // when its artifact appears).
+                return Ok(Action::requeue(retry));
             }
             ctx.events.record(
                 &*ks,
@@ -707,20 +937,7 @@ async fn run_pipeline(
     status: &mut KustomizationStatus,
 ) -> Result<(String, String, bool), Failure> {
     let namespace = ks.namespace().unwrap_or_default();
-    let name = ks.name_any();
     let spec = &ks.spec;
-    if spec.kube_config.is_some() {
-        return Err(Failure::new(
-            "ReconciliationFailed",
-            "spec.kubeConfig is not supported by this controller",
-        ));
-    }
-    if spec.service_account_name.is_some() {
-        return Err(Failure::new(
-            "ReconciliationFailed",
-            "spec.serviceAccountName is not supported by this controller",
-        ));
-    }
     if spec.source_ref.kind != "GitRepository" {
         return Err(Failure::new(
             "ArtifactFailed",
@@ -796,8 +1013,9 @@ async fn run_pipeline(
             )
         })?;
 
-    // Build (off the async threads: rendering big trees is CPU work).
-    let rel = clean_path(spec.path.as_deref().unwrap_or("./")).ok_or_else(|| {
+    // Variables first (they live in the cluster), then build off the async threads: rendering
+    // big trees is CPU work.
+    let rel = clean_relative(Path::new(spec.path.as_deref().unwrap_or("./"))).ok_or_else(|| {
         Failure::new(
             "BuildFailed",
             format!(
@@ -806,23 +1024,19 @@ async fn run_pipeline(
             ),
         )
     })?;
+    let vars = match &spec.post_build {
+        Some(post_build) => Some(substitution_vars(&ctx.client, &namespace, post_build).await?),
+        None => None,
+    };
     let spec_for_build = spec.clone();
     let build_root = root.clone();
-    let objects = tokio::task::spawn_blocking(move || build(&build_root, &rel, &spec_for_build))
-        .await
-        .map_err(|e| Failure::new("BuildFailed", format!("build task: {e}")))??;
-
-    // Substitute.
-    let objects = match &spec.post_build {
-        Some(post_build) => {
-            let vars = substitution_vars(&ctx.client, &namespace, post_build).await?;
-            substitute_objects(objects, &vars)?
-        }
-        None => objects,
-    };
+    let objects =
+        tokio::task::spawn_blocking(move || build(&build_root, &rel, &spec_for_build, vars))
+            .await
+            .map_err(|e| Failure::new("BuildFailed", format!("build task: {e}")))??;
 
     // Apply, prune, wait.
-    let manager = ctx.manager(&namespace, &name);
+    let manager = ctx.manager(ks).await?;
     let previous = Inventory {
         entries: status
             .inventory
@@ -920,200 +1134,40 @@ fn health_check_object(h: &HealthCheckReference, default_ns: &str) -> DynamicObj
     object
 }
 
-/// `path` relative to the artifact root, refusing anything that climbs out of it.
-fn clean_path(path: &str) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::Prefix(_) => return None,
-        }
-    }
-    Some(if out.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        out
-    })
-}
-
-const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
-
-fn kustomization_file(dir: &Path) -> Option<PathBuf> {
-    KUSTOMIZATION_FILES
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.is_file())
-}
-
-/// Builds `rel` inside `root` as kustomize-controller does: generate a kustomization for a
-/// plain directory, merge the spec's overrides into it, build with no load restrictions
-/// inside the artifact root.
-fn build(root: &Path, rel: &Path, spec: &KustomizationSpec) -> Result<Vec<DynamicObject>, Failure> {
-    let dir = root.join(rel);
-    if !dir.is_dir() {
-        return Err(Failure::new(
-            "BuildFailed",
-            format!("kustomization path not found: {}", rel.display()),
-        ));
-    }
+/// Builds `rel` inside `root` with gitops-render's Flux layer: the generated kustomization for
+/// a plain directory, the spec's overrides, a build confined to the artifact root, post-build
+/// substitution when `postBuild` is set, then `commonMetadata`.
+fn build(
+    root: &Path,
+    rel: &Path,
+    spec: &KustomizationSpec,
+    vars: Option<BTreeMap<String, String>>,
+) -> Result<Vec<DynamicObject>, Failure> {
     let fail = |m: String| Failure::new("BuildFailed", m);
-    let (file, mut kustomization) = match kustomization_file(&dir) {
-        Some(file) => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| fail(format!("reading {}: {e}", file.display())))?;
-            let value: serde_json::Value = if text.trim().is_empty() {
-                serde_json::json!({})
-            } else {
-                serde_saphyr::from_str(&text).map_err(|e| {
-                    fail(format!(
-                        "{}: {e}",
-                        file.strip_prefix(root).unwrap_or(&file).display()
-                    ))
-                })?
-            };
-            (file, value)
-        }
-        None => (
-            dir.join("kustomization.yaml"),
-            generate_kustomization(&dir)?,
-        ),
-    };
-    let overrides = spec.target_namespace.is_some()
-        || spec.name_prefix.is_some()
-        || spec.name_suffix.is_some()
-        || spec.patches.is_some()
-        || spec.images.is_some()
-        || spec.components.is_some();
-    let generated = !file.exists();
-    if overrides || generated {
-        let Some(map) = kustomization.as_object_mut() else {
-            return Err(fail(format!("{} is not a mapping", file.display())));
-        };
-        map.entry("apiVersion")
-            .or_insert_with(|| "kustomize.config.k8s.io/v1beta1".into());
-        map.entry("kind").or_insert_with(|| "Kustomization".into());
-        if let Some(ns) = &spec.target_namespace {
-            map.insert("namespace".into(), ns.clone().into());
-        }
-        if let Some(p) = &spec.name_prefix {
-            map.insert("namePrefix".into(), p.clone().into());
-        }
-        if let Some(s) = &spec.name_suffix {
-            map.insert("nameSuffix".into(), s.clone().into());
-        }
-        for (key, extra) in [
-            (
-                "patches",
-                spec.patches.as_ref().map(|p| {
-                    p.iter()
-                        .filter_map(|x| serde_json::to_value(x).ok())
-                        .collect::<Vec<_>>()
-                }),
-            ),
-            (
-                "images",
-                spec.images.as_ref().map(|p| {
-                    p.iter()
-                        .filter_map(|x| serde_json::to_value(x).ok())
-                        .collect::<Vec<_>>()
-                }),
-            ),
-            (
-                "components",
-                spec.components
-                    .clone()
-                    .map(|c| c.into_iter().map(Into::into).collect()),
-            ),
-        ] {
-            if let Some(extra) = extra {
-                let list = map
-                    .entry(key)
-                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-                if let Some(list) = list.as_array_mut() {
-                    list.extend(extra);
-                }
-            }
-        }
-        // JSON is YAML: the engine reads the merged file as it reads any kustomization.
-        let text = serde_json::to_string_pretty(&kustomization).map_err(|e| fail(e.to_string()))?;
-        std::fs::write(&file, text)
-            .map_err(|e| fail(format!("writing {}: {e}", file.display())))?;
-    }
-    let renderer = KustomizeRenderer {
-        options: BuildOptions {
-            load_restrictor: LoadRestrictor::None,
-            ..BuildOptions::default()
-        },
-    };
-    let rendered = renderer
-        .render(&RenderInput::new(root, rel))
+    // The Flux layer reads the spec with Flux's own field names.
+    let flux: FluxKustomization = serde_json::to_value(spec)
+        .and_then(serde_json::from_value)
+        .map_err(|e| fail(format!("reading the spec: {e}")))?;
+    let substitution = vars.map(|vars| Substitution {
+        vars,
+        strict: false,
+    });
+    let built = flux
+        .build_with(root, rel, substitution.as_ref())
         .map_err(|e| fail(e.to_string()))?;
-    Ok(rendered.objects.into_iter().map(|o| o.object).collect())
-}
-
-/// Flux's rule for a directory without a kustomization: every YAML file holding Kubernetes
-/// objects and every subdirectory holding a kustomization, recursively.
-fn generate_kustomization(dir: &Path) -> Result<serde_json::Value, Failure> {
-    let mut resources = Vec::new();
-    collect_resources(dir, dir, &mut resources)?;
-    resources.sort();
-    Ok(serde_json::json!({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": resources,
-    }))
-}
-
-fn collect_resources(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Failure> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Failure::new("BuildFailed", format!("reading {}: {e}", dir.display())))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        let rel = path
-            .strip_prefix(base)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if file_name.starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            if kustomization_file(&path).is_some() {
-                out.push(rel);
-            } else {
-                collect_resources(base, &path, out)?;
-            }
-        } else if (file_name.ends_with(".yaml") || file_name.ends_with(".yml"))
-            && is_manifest(&path)
-        {
-            out.push(rel);
-        }
-    }
-    Ok(())
-}
-
-/// Whether a YAML file holds at least one object with `apiVersion` and `kind`.
-fn is_manifest(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    serde_saphyr::from_multiple::<serde_json::Value>(&text)
-        .map(|docs| {
-            docs.iter()
-                .any(|d| d.get("apiVersion").is_some() && d.get("kind").is_some())
+    built
+        .resources
+        .iter()
+        .map(|r| {
+            serde_json::from_value::<DynamicObject>(r.value.to_json()).map_err(|e| {
+                fail(format!(
+                    "{}/{}: not a Kubernetes object: {e}",
+                    r.kind(),
+                    r.name()
+                ))
+            })
         })
-        .unwrap_or(false)
+        .collect()
 }
 
 /// The variables of `postBuild`: `substituteFrom` in order, then `substitute` on top.
@@ -1180,111 +1234,35 @@ async fn substitution_vars(
     Ok(vars)
 }
 
-fn substitution_disabled(object: &DynamicObject) -> bool {
-    let disabled = |m: &Option<BTreeMap<String, String>>| {
-        m.as_ref()
-            .and_then(|m| m.get(SUBSTITUTE_ANNOTATION))
-            .is_some_and(|v| v == "disabled")
-    };
-    disabled(&object.metadata.annotations) || disabled(&object.metadata.labels)
-}
-
-fn substitute_objects(
-    objects: Vec<DynamicObject>,
-    vars: &BTreeMap<String, String>,
-) -> Result<Vec<DynamicObject>, Failure> {
-    let mut out = Vec::with_capacity(objects.len());
-    for object in objects {
-        if substitution_disabled(&object) {
-            out.push(object);
-            continue;
-        }
-        let title = format!(
-            "{}/{}",
-            object
-                .types
-                .as_ref()
-                .map(|t| t.kind.as_str())
-                .unwrap_or("?"),
-            object.metadata.name.as_deref().unwrap_or("?")
-        );
-        let fail = |m: String| {
-            Failure::new(
-                "BuildFailed",
-                format!("post build substitution of {title}: {m}"),
-            )
-        };
-        // As Flux does: substitute the object's YAML text, then read it back, so `${REPLICAS}`
-        // can become a number.
-        let yaml = serde_saphyr::to_string(&object).map_err(|e| fail(e.to_string()))?;
-        let substituted = envsubst(&yaml, vars, &title).map_err(fail)?;
-        let value: DynamicObject =
-            serde_saphyr::from_str(&substituted).map_err(|e| fail(e.to_string()))?;
-        out.push(value);
-    }
-    Ok(out)
-}
-
-/// Flux's post-build substitution of one object's YAML text, by gitops-render's envsubst
-/// (not strict: an unset variable without a default becomes empty, as Flux does by default).
-fn envsubst(text: &str, vars: &BTreeMap<String, String>, object: &str) -> Result<String, String> {
-    gitops_render::flux::envsubst(text, vars, false, object).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn substitution_forms() {
-        let vars: BTreeMap<String, String> = [
-            ("APP".to_string(), "web".to_string()),
-            ("N".to_string(), "3".to_string()),
-        ]
-        .into();
-        assert_eq!(
-            envsubst("name: ${APP}-x", &vars, "Deployment/apps/web").as_deref(),
-            Ok("name: web-x")
-        );
-        assert_eq!(
-            envsubst(
-                "r: ${MISSING:=2} ${MISSING:-y}",
-                &vars,
-                "Deployment/apps/web"
-            )
-            .as_deref(),
-            Ok("r: 2 y")
-        );
-        assert_eq!(
-            envsubst("keep $${APP} and $HOME", &vars, "Deployment/apps/web").as_deref(),
-            Ok("keep ${APP} and $HOME")
-        );
-        assert_eq!(
-            envsubst("gone: '${NOPE}'", &vars, "Deployment/apps/web").as_deref(),
-            Ok("gone: ''")
-        );
-        assert!(envsubst("open ${APP", &vars, "Deployment/apps/web").is_err());
+    fn retry_backoff_doubles_from_750ms_up_to_15_minutes() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(1), Duration::from_millis(750));
+        assert_eq!(b.delay(2), Duration::from_millis(1500));
+        assert_eq!(b.delay(5), Duration::from_millis(12_000));
+        assert_eq!(b.delay(11), Duration::from_millis(768_000));
+        assert_eq!(b.delay(12), Duration::from_secs(900));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(900));
     }
 
-    #[test]
-    fn numbers_become_numbers() {
-        let vars: BTreeMap<String, String> = [("N".to_string(), "3".to_string())].into();
-        let object: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "apps"},
-            "spec": {"replicas": "${N}"}
-        }))
-        .expect("object");
-        let out = substitute_objects(vec![object], &vars)
-            .map_err(|f| f.message)
-            .expect("substituted");
-        assert_eq!(out[0].data["spec"]["replicas"], serde_json::json!(3));
-    }
-
-    #[test]
-    fn paths_stay_inside() {
-        assert_eq!(clean_path("./apps/../base"), Some(PathBuf::from("base")));
-        assert_eq!(clean_path("./"), Some(PathBuf::from(".")));
-        assert_eq!(clean_path("../x"), None);
+    #[tokio::test]
+    async fn consecutive_failures_back_off_per_object_and_a_success_resets() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let mut ctx = KustomizationContext::new(client, EventRecorder::new(None));
+        ctx.retry_backoff = Backoff {
+            min: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        };
+        let delays: Vec<Duration> = (0..4).map(|_| ctx.next_retry("ns", "a")).collect();
+        assert_eq!(delays, [1, 2, 4, 4].map(Duration::from_secs));
+        // Another object has its own count.
+        assert_eq!(ctx.next_retry("ns", "b"), Duration::from_secs(1));
+        ctx.reset_retries("ns", "a");
+        assert_eq!(ctx.next_retry("ns", "a"), Duration::from_secs(1));
     }
 }

@@ -1,9 +1,10 @@
 //! Flux's notification API: `Provider` and `Alert` (`notification.toolkit.fluxcd.io/v1beta3`)
 //! feed a `gitops-events` [`Dispatcher`] behind the event endpoint the other controllers post
 //! to; `Receiver` (`notification.toolkit.fluxcd.io/v1`) gets its `status.webhookPath` and is
-//! served, and an accepted webhook sets `reconcile.fluxcd.io/requestedAt` on its resources.
+//! served, and an accepted webhook sets `reconcile.fluxcd.io/requestedAt` on its resources
+//! (those its CEL `resourceFilter` accepts, when it has one).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
@@ -154,7 +155,10 @@ pub struct ReceiverSpec {
     pub events: Option<Vec<String>>,
     /// What to reconcile.
     pub resources: Vec<CrossNamespaceObjectReference>,
-    /// A CEL filter (not supported by this controller; a Receiver using it is not Ready).
+    /// A CEL expression returning a bool, evaluated for each resource of an accepted webhook
+    /// with the resource as `res` (`apiVersion`, `kind`, `metadata`) and the JSON request body
+    /// as `req`: only resources it accepts are asked to reconcile. An expression that does not
+    /// compile makes the Receiver not Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_filter: Option<String>,
     /// The Secret whose `token` secures the webhook.
@@ -421,6 +425,75 @@ pub async fn sync_dispatcher(client: Client, hub: EventHub, config: watcher::Con
 pub struct ReceiverHub {
     router: Arc<RwLock<axum::Router>>,
     trigger: Arc<dyn ReconcileTrigger>,
+    filters: Filters,
+}
+
+/// The compiled `resourceFilter`s, by Receiver namespace and name.
+type Filters = Arc<RwLock<HashMap<(String, String), ResourceFilter>>>;
+
+/// A compiled `Receiver.spec.resourceFilter` (Flux's CEL filter).
+#[derive(Clone)]
+pub struct ResourceFilter {
+    expression: String,
+    program: Arc<cel::Program>,
+}
+
+impl std::fmt::Debug for ResourceFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ResourceFilter")
+            .field(&self.expression)
+            .finish()
+    }
+}
+
+impl ResourceFilter {
+    /// Compiles `expression`.
+    pub fn compile(expression: &str) -> Result<Self, String> {
+        let program = cel::Program::compile(expression)
+            .map_err(|e| format!("invalid CEL expression in spec.resourceFilter: {e}"))?;
+        Ok(Self {
+            expression: expression.to_string(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// Whether the resource `res` passes, for the request body `req`; an expression that fails
+    /// or gives something other than a bool is an error.
+    pub fn accepts(
+        &self,
+        res: &serde_json::Value,
+        req: &serde_json::Value,
+    ) -> Result<bool, String> {
+        let mut context = cel::Context::default();
+        context
+            .add_variable("res", res)
+            .map_err(|e| format!("resourceFilter: the resource as CEL: {e}"))?;
+        context
+            .add_variable("req", req)
+            .map_err(|e| format!("resourceFilter: the request body as CEL: {e}"))?;
+        match self.program.execute(&context) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!(
+                "resourceFilter {:?} must return a bool, got {other:?}",
+                self.expression
+            )),
+            Err(e) => Err(format!("resourceFilter {:?} failed: {e}", self.expression)),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The body of the webhook being handled, for `resourceFilter`'s `req`.
+    static REQUEST_BODY: Bytes;
+}
+
+/// The resource as a filter sees it: `apiVersion`, `kind` and `metadata`.
+fn filter_view(object: &DynamicObject) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": object.types.as_ref().map(|t| t.api_version.clone()).unwrap_or_default(),
+        "kind": object.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default(),
+        "metadata": serde_json::to_value(&object.metadata).unwrap_or_default(),
+    })
 }
 
 impl std::fmt::Debug for ReceiverHub {
@@ -432,7 +505,11 @@ impl std::fmt::Debug for ReceiverHub {
 impl ReceiverHub {
     /// A hub whose accepted webhooks annotate resources through `client`.
     pub fn new(client: Client) -> Self {
-        let trigger: Arc<dyn ReconcileTrigger> = Arc::new(AnnotateTrigger { client });
+        let filters = Filters::default();
+        let trigger: Arc<dyn ReconcileTrigger> = Arc::new(AnnotateTrigger {
+            client,
+            filters: filters.clone(),
+        });
         Self {
             router: Arc::new(RwLock::new(gitops_events::receiver::router(
                 Vec::new(),
@@ -440,6 +517,7 @@ impl ReceiverHub {
                 RECEIVER_BODY_LIMIT,
             ))),
             trigger,
+            filters,
         }
     }
 
@@ -450,7 +528,16 @@ impl ReceiverHub {
             let router = hub.router.read().unwrap_or_else(|e| e.into_inner()).clone();
             async move {
                 use tower::ServiceExt as _;
-                match router.oneshot(request).await {
+                // The body is kept for the resource filters (`req`), then handed on.
+                let (parts, body) = request.into_parts();
+                let Ok(bytes) = axum::body::to_bytes(body, RECEIVER_BODY_LIMIT).await else {
+                    return (StatusCode::PAYLOAD_TOO_LARGE, "payload too large").into_response();
+                };
+                let request = axum::extract::Request::from_parts(
+                    parts,
+                    axum::body::Body::from(bytes.clone()),
+                );
+                match REQUEST_BODY.scope(bytes, router.oneshot(request)).await {
                     Ok(response) => response,
                     Err(never) => match never {},
                 }
@@ -464,12 +551,30 @@ const RECEIVER_BODY_LIMIT: usize = 3 * 1024 * 1024;
 /// Sets `reconcile.fluxcd.io/requestedAt` on the resources of an accepted webhook.
 struct AnnotateTrigger {
     client: Client,
+    filters: Filters,
 }
 
 #[async_trait::async_trait]
 impl ReconcileTrigger for AnnotateTrigger {
     async fn reconcile(&self, request: ReconcileRequest) -> Result<(), TriggerError> {
         let now = meta::now_rfc3339();
+        let filter = self
+            .filters
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(
+                request.receiver_namespace.clone(),
+                request.receiver_name.clone(),
+            ))
+            .cloned();
+        // `req`: the JSON body (an empty map when the body is not JSON).
+        let body = filter.as_ref().map(|_| {
+            REQUEST_BODY
+                .try_with(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| serde_json::json!({}))
+        });
         for resource in &request.resources {
             let (group, version) = match resource.api_version.split_once('/') {
                 Some((g, v)) => (g.to_string(), v.to_string()),
@@ -481,7 +586,7 @@ impl ReconcileTrigger for AnnotateTrigger {
                 .map_err(|e| TriggerError(format!("resolving {}: {e}", resource.kind)))?;
             let api: Api<DynamicObject> =
                 Api::namespaced_with(self.client.clone(), &resource.namespace, &api_resource);
-            let names: Vec<String> = if resource.name == "*" {
+            let objects: Vec<DynamicObject> = if resource.name == "*" {
                 let selector = resource
                     .match_labels
                     .iter()
@@ -492,12 +597,38 @@ impl ReconcileTrigger for AnnotateTrigger {
                     .await
                     .map_err(|e| TriggerError(format!("listing {}: {e}", resource.kind)))?
                     .items
-                    .iter()
-                    .map(ResourceExt::name_any)
-                    .collect()
+            } else if filter.is_some() {
+                // The filter reads the object.
+                vec![api.get(&resource.name).await.map_err(|e| {
+                    TriggerError(format!(
+                        "getting {}/{}/{}: {e}",
+                        resource.kind, resource.namespace, resource.name
+                    ))
+                })?]
             } else {
-                vec![resource.name.clone()]
+                let mut placeholder = DynamicObject::new(&resource.name, &api_resource);
+                placeholder.metadata.namespace = Some(resource.namespace.clone());
+                vec![placeholder]
             };
+            let mut names = Vec::with_capacity(objects.len());
+            for mut object in objects {
+                if let (Some(filter), Some(req)) = (&filter, &body) {
+                    if object.types.is_none() {
+                        object.types = Some(kube::api::TypeMeta {
+                            api_version: resource.api_version.clone(),
+                            kind: resource.kind.clone(),
+                        });
+                    }
+                    let accepted = filter
+                        .accepts(&filter_view(&object), req)
+                        .map_err(TriggerError)?;
+                    if !accepted {
+                        tracing::debug!(resource = %object.name_any(), "filtered out by resourceFilter");
+                        continue;
+                    }
+                }
+                names.push(object.name_any());
+            }
             let patch = serde_json::json!({"metadata": {"annotations": {meta::RECONCILE_REQUEST_ANNOTATION: now}}});
             for name in names {
                 api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -523,17 +654,28 @@ pub async fn sync_receivers(client: Client, hub: ReceiverHub, config: watcher::C
         .boxed();
     while changes.next().await.is_some() {
         let mut configs = Vec::new();
+        let mut filters = HashMap::new();
         for receiver in store.state() {
             match receiver_config(&client, &receiver).await {
-                Ok(Some(config)) => {
+                Ok(Some((config, filter))) => {
                     let path = config.webhook_path();
                     write_receiver_status(&client, &receiver, Ok(path)).await;
                     configs.push(config);
+                    if let Some(filter) = filter {
+                        filters.insert(
+                            (
+                                receiver.namespace().unwrap_or_default(),
+                                receiver.name_any(),
+                            ),
+                            filter,
+                        );
+                    }
                 }
                 Ok(None) => {}
                 Err(message) => write_receiver_status(&client, &receiver, Err(message)).await,
             }
         }
+        *hub.filters.write().unwrap_or_else(|e| e.into_inner()) = filters;
         let router =
             gitops_events::receiver::router(configs, hub.trigger.clone(), RECEIVER_BODY_LIMIT);
         *hub.router.write().unwrap_or_else(|e| e.into_inner()) = router;
@@ -543,14 +685,17 @@ pub async fn sync_receivers(client: Client, hub: ReceiverHub, config: watcher::C
 async fn receiver_config(
     client: &Client,
     receiver: &Receiver,
-) -> Result<Option<ReceiverConfig>, String> {
+) -> Result<Option<(ReceiverConfig, Option<ResourceFilter>)>, String> {
     if receiver.spec.suspend == Some(true) {
         return Ok(None);
     }
     let namespace = receiver.namespace().unwrap_or_default();
-    if receiver.spec.resource_filter.is_some() {
-        return Err("spec.resourceFilter (CEL) is not supported by this controller".to_string());
-    }
+    let filter = match receiver.spec.resource_filter.as_deref() {
+        Some(expression) if !expression.trim().is_empty() => {
+            Some(ResourceFilter::compile(expression)?)
+        }
+        _ => None,
+    };
     let receiver_type: ReceiverType = receiver.spec.type_.parse().map_err(|e| format!("{e}"))?;
     let data = secret_data(client, &namespace, &receiver.spec.secret_ref.name).await?;
     let token = data
@@ -576,7 +721,7 @@ async fn receiver_config(
             match_labels: r.match_labels.clone().unwrap_or_default(),
         })
         .collect();
-    Ok(Some(config))
+    Ok(Some((config, filter)))
 }
 
 async fn write_receiver_status(
@@ -647,5 +792,53 @@ async fn write_receiver_status(
         .await
     {
         tracing::warn!(receiver = %receiver.name_any(), %error, "writing the Receiver status");
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_reads_the_resource_and_the_request() {
+        let filter = ResourceFilter::compile(
+            "res.metadata.name == req.repository && res.kind == 'GitRepository'",
+        )
+        .expect("compiles");
+        let res = serde_json::json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "app"}});
+        assert_eq!(
+            filter.accepts(&res, &serde_json::json!({"repository": "app"})),
+            Ok(true)
+        );
+        assert_eq!(
+            filter.accepts(&res, &serde_json::json!({"repository": "other"})),
+            Ok(false)
+        );
+        let labels = ResourceFilter::compile(
+            "has(res.metadata.labels) && res.metadata.labels['team'] in req.teams",
+        )
+        .expect("compiles");
+        let labelled = serde_json::json!({"kind": "GitRepository", "metadata": {"name": "x", "labels": {"team": "a"}}});
+        assert_eq!(
+            labels.accepts(&labelled, &serde_json::json!({"teams": ["a", "b"]})),
+            Ok(true)
+        );
+        assert_eq!(
+            labels.accepts(&res, &serde_json::json!({"teams": ["a"]})),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn bad_expressions_and_non_bool_results_are_errors() {
+        assert!(ResourceFilter::compile("res.metadata.name ==").is_err());
+        let not_bool = ResourceFilter::compile("res.metadata.name").expect("compiles");
+        let err = not_bool
+            .accepts(
+                &serde_json::json!({"metadata": {"name": "app"}}),
+                &serde_json::json!({}),
+            )
+            .expect_err("a string is not a bool");
+        assert!(err.contains("must return a bool"), "{err}");
     }
 }

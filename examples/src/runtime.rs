@@ -69,6 +69,9 @@ pub struct ControllerOptions {
     pub requeue_dependency: Duration,
     /// How soon a failed GitRepository is retried.
     pub source_retry_interval: Duration,
+    /// The configuration the client was built from: Kustomizations with `serviceAccountName`
+    /// impersonate on top of it (without it they fail and say why).
+    pub client_config: Option<kube::Config>,
 }
 
 impl Default for ControllerOptions {
@@ -84,6 +87,7 @@ impl Default for ControllerOptions {
             concurrency: 4,
             requeue_dependency: Duration::from_secs(30),
             source_retry_interval: Duration::from_secs(30),
+            client_config: None,
         }
     }
 }
@@ -255,6 +259,7 @@ impl Controllers {
         let mut ks_ctx =
             KustomizationContext::new(client.clone(), emitter("kustomize-controller")?);
         ks_ctx.requeue_dependency = options.requeue_dependency;
+        ks_ctx.client_config = options.client_config.clone();
         tasks.push(tokio::spawn(kustomize::run(
             Arc::new(ks_ctx),
             Api::all(client.clone()),

@@ -8,10 +8,11 @@ use gitops_examples::meta;
 use gitops_examples::notification::Receiver;
 use gitops_examples::runtime::{ControllerOptions, Controllers};
 use gitops_examples::source::GitRepository;
-use gitops_testkit::cluster::{TestCluster, TestClusterOptions};
+use gitops_testkit::cluster::{DenyRules, TestCluster, TestClusterOptions};
 use gitops_testkit::fixture::{GitFixture, GitRepo};
 use gitops_testkit::servers::GitHttpServer;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource};
@@ -20,7 +21,7 @@ const NS: &str = "flux-system";
 const WAIT: Duration = Duration::from_secs(30);
 
 struct Env {
-    _cluster: TestCluster,
+    cluster: TestCluster,
     client: Client,
     fixture: GitFixture,
     repo: GitRepo,
@@ -59,18 +60,23 @@ impl Env {
         fixture.publish(&repo, "app.git").expect("publish");
         let git = GitHttpServer::start(fixture.serve_dir()).expect("git server");
         let url = git.url_for("app.git");
+        let client_config =
+            kube::Config::from_custom_kubeconfig(cluster.kubeconfig(), &Default::default())
+                .await
+                .expect("client config");
         let controllers = Controllers::start(
             client.clone(),
             ControllerOptions {
                 requeue_dependency: Duration::from_millis(300),
                 source_retry_interval: Duration::from_secs(1),
+                client_config: Some(client_config),
                 ..ControllerOptions::default()
             },
         )
         .await
         .expect("controllers");
         Env {
-            _cluster: cluster,
+            cluster,
             client,
             fixture,
             repo,
@@ -857,5 +863,391 @@ async fn deleting_a_pruning_kustomization_deletes_what_it_applied() {
         namespaces.get_opt("apps").await.expect("get").is_some(),
         "prune: false keeps objects"
     );
+    env.stop().await;
+}
+
+/// Waits until the Kustomization is Ready=False with `reason` (and, when given, at `commit`).
+async fn ks_failed(env: &Env, name: &str, reason: &str, commit: Option<&str>) -> Kustomization {
+    let api = env.api::<Kustomization>();
+    until(
+        &format!("Kustomization {name} Ready=False {reason}"),
+        || async {
+            let ks = api.get(name).await.expect("get");
+            let s = ks.status.clone().unwrap_or_default();
+            let ok = ready(&s.conditions)
+                .is_some_and(|c| c.status == "False" && c.reason == reason)
+                && s.observed_generation == ks.metadata.generation
+                && commit.is_none_or(|c| {
+                    s.last_attempted_revision
+                        .as_deref()
+                        .is_some_and(|r| r.ends_with(c))
+                });
+            (ok.then_some(ks), format!("{s:?}"))
+        },
+    )
+    .await
+}
+
+fn ready_message(ks: &Kustomization) -> String {
+    ks.status
+        .as_ref()
+        .and_then(|s| ready(&s.conditions))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+const TENANT_FILES: [(&str, &str); 2] = [
+    (
+        "tenant/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tenant-settings\n  namespace: flux-system\ndata:\n  color: blue\n",
+    ),
+    (
+        "tenant/web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: tenant-web\n  namespace: flux-system\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: tenant-web}\n  template:\n    metadata:\n      labels: {app: tenant-web}\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_impersonation_is_enforced_and_a_denied_apply_leaves_nothing_behind() {
+    let env = Env::start(&TENANT_FILES).await;
+    let restricted = format!("system:serviceaccount:{NS}:restricted");
+    // A service account without any rights.
+    env.cluster
+        .set_authorizer(std::sync::Arc::new(DenyRules::new().deny(
+            &restricted,
+            "*",
+            "*",
+        )));
+    env.git_repository("app", "1h").await;
+    env.kustomization(
+        "tenant",
+        serde_json::json!({"path": "./tenant", "serviceAccountName": "restricted"}),
+    )
+    .await;
+    let head = env.repo.head().expect("head");
+    let failed = ks_failed(&env, "tenant", "ReconciliationFailed", Some(&head)).await;
+    let message = ready_message(&failed);
+    assert!(
+        message.contains("flux-system/tenant-") && message.contains("forbidden"),
+        "{message}"
+    );
+    // Nothing of the set was applied: the ConfigMap, allowed on its own, is not there either.
+    let config_maps: Api<ConfigMap> = env.api();
+    assert!(
+        config_maps
+            .get_opt("tenant-settings")
+            .await
+            .expect("get")
+            .is_none(),
+        "half-applied"
+    );
+    assert!(
+        failed
+            .status
+            .as_ref()
+            .and_then(|s| s.inventory.as_ref())
+            .is_none_or(|i| i.entries.is_empty()),
+        "nothing recorded"
+    );
+    let requests = env.cluster.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.user == restricted && r.status == 403),
+        "the apply was made as the service account"
+    );
+    // The event carries Flux's reason.
+    let events: Api<k8s_openapi::api::events::v1::Event> = env.api();
+    until("a ReconciliationFailed event", || async {
+        let list = events.list(&Default::default()).await.expect("events");
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("ReconciliationFailed")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("tenant")
+        });
+        (found.then_some(()), format!("{} events", list.items.len()))
+    })
+    .await;
+
+    // Another service account with the rights: applied, as that account.
+    env.kustomization(
+        "tenant",
+        serde_json::json!({"path": "./tenant", "serviceAccountName": "deployer"}),
+    )
+    .await;
+    let ks = ks_ready_at(&env, "tenant", &head).await;
+    assert_eq!(
+        ks.status.and_then(|s| s.inventory).map(|i| i.entries.len()),
+        Some(2)
+    );
+    assert!(
+        config_maps
+            .get_opt("tenant-settings")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    let deployer = format!("system:serviceaccount:{NS}:deployer");
+    assert!(
+        env.cluster
+            .requests()
+            .iter()
+            .any(|r| r.user == deployer && r.verb == "patch" && (200..300).contains(&r.status)),
+        "applied as the deployer service account"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_config_secret_ref_applies_to_another_cluster() {
+    let env = Env::start(&[
+        (
+            "remote/ns.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: edge\n",
+        ),
+        (
+            "remote/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: edge-settings\n  namespace: edge\ndata:\n  site: remote\n",
+        ),
+    ])
+    .await;
+    let remote = TestCluster::start(TestClusterOptions::default())
+        .await
+        .expect("second cluster");
+    let remote_client = remote.client().await.expect("remote client");
+    // A Secret without a kubeconfig key first: Flux's error, nothing applied anywhere.
+    apply(
+        &env.api::<Secret>(),
+        "edge-kubeconfig",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "edge-kubeconfig", "namespace": NS},
+            "stringData": {"config": remote.kubeconfig_yaml()}
+        }),
+    )
+    .await;
+    env.git_repository("app", "1h").await;
+    env.kustomization(
+        "edge",
+        serde_json::json!({"path": "./remote", "kubeConfig": {"secretRef": {"name": "edge-kubeconfig"}}}),
+    )
+    .await;
+    let failed = ks_failed(&env, "edge", "ReconciliationFailed", None).await;
+    let message = ready_message(&failed);
+    assert!(
+        message.contains("does not contain a 'value' or 'value.yaml' key"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("BEGIN") && !message.contains("certificate-authority"),
+        "no secret content in the message"
+    );
+    // Flux's second key, `value.yaml`.
+    let secrets: Api<Secret> = env.api();
+    secrets
+        .delete("edge-kubeconfig", &Default::default())
+        .await
+        .expect("delete");
+    apply(
+        &secrets,
+        "edge-kubeconfig",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "edge-kubeconfig", "namespace": NS},
+            "stringData": {"value.yaml": remote.kubeconfig_yaml()}
+        }),
+    )
+    .await;
+    env.request_reconcile::<Kustomization>("edge").await;
+    let ks = ks_ready_at(&env, "edge", &env.repo.head().expect("head")).await;
+    let mut ids: Vec<String> = ks
+        .status
+        .and_then(|s| s.inventory)
+        .expect("inventory")
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["_edge__Namespace", "edge_edge-settings__ConfigMap"]);
+    let remote_cms: Api<ConfigMap> = Api::namespaced(remote_client.clone(), "edge");
+    let cm = remote_cms
+        .get("edge-settings")
+        .await
+        .expect("on the remote cluster");
+    assert_eq!(
+        cm.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kustomize.toolkit.fluxcd.io/name"))
+            .map(String::as_str),
+        Some("edge")
+    );
+    let local_ns: Api<Namespace> = Api::all(env.client.clone());
+    assert!(
+        local_ns.get_opt("edge").await.expect("get").is_none(),
+        "nothing applied to the controller's cluster"
+    );
+    // Deleting the Kustomization prunes on the remote cluster too.
+    env.api::<Kustomization>()
+        .delete("edge", &Default::default())
+        .await
+        .expect("delete");
+    until("the remote ConfigMap pruned", || async {
+        let gone = remote_cms
+            .get_opt("edge-settings")
+            .await
+            .expect("get")
+            .is_none();
+        (gone.then_some(()), "still there".to_string())
+    })
+    .await;
+    env.stop().await;
+}
+
+fn job(image: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  namespace: flux-system\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: {image}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_recreates_an_object_whose_immutable_field_changed() {
+    let env = Env::start(&[("jobs/job.yaml", &job("migrate:1"))]).await;
+    env.git_repository("app", "1h").await;
+    env.kustomization("jobs", serde_json::json!({"path": "./jobs"}))
+        .await;
+    ks_ready_at(&env, "jobs", &env.repo.head().expect("head")).await;
+    let jobs: Api<Job> = env.api();
+    let uid = jobs.get("migrate").await.expect("job").metadata.uid;
+    // An immutable change without force: Ready=False, the Job stays as it was.
+    let second = env.commit(&[("jobs/job.yaml", Some(&job("migrate:2")))]);
+    env.request_reconcile::<GitRepository>("app").await;
+    let failed = ks_failed(&env, "jobs", "ReconciliationFailed", Some(&second)).await;
+    let message = ready_message(&failed);
+    assert!(message.contains("Job/flux-system/migrate"), "{message}");
+    assert_eq!(
+        jobs.get("migrate").await.expect("job").metadata.uid,
+        uid,
+        "not recreated without force"
+    );
+    // With force: deleted and created again.
+    env.kustomization("jobs", serde_json::json!({"path": "./jobs", "force": true}))
+        .await;
+    ks_ready_at(&env, "jobs", &second).await;
+    let live = jobs.get("migrate").await.expect("job");
+    assert_ne!(live.metadata.uid, uid, "recreated");
+    let image = live
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.first().and_then(|c| c.image.clone()));
+    assert_eq!(image.as_deref(), Some("migrate:2"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_resource_filter_selects_which_resources_are_asked_to_reconcile() {
+    let env = Env::start(&[("deploy/ns.yaml", NAMESPACE)]).await;
+    env.git_repository("app", "1h").await;
+    env.git_repository("other", "1h").await;
+    apply(&env.api::<Secret>(), "webhook-token", serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webhook-token", "namespace": NS},
+        "stringData": {"token": "s3cr3t"}
+    }))
+    .await;
+    let receiver = |name: &str, filter: &str| {
+        serde_json::json!({
+            "apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "type": "generic",
+                "secretRef": {"name": "webhook-token"},
+                "resources": [{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "name": "*"}],
+                "resourceFilter": filter
+            }
+        })
+    };
+    let receivers = env.api::<Receiver>();
+    apply(
+        &receivers,
+        "filtered",
+        receiver("filtered", "res.metadata.name == req.repository"),
+    )
+    .await;
+    apply(
+        &receivers,
+        "broken",
+        receiver("broken", "res.metadata.name =="),
+    )
+    .await;
+    let path = until("Receiver filtered Ready", || async {
+        let r = receivers.get("filtered").await.expect("get");
+        let path = r.status.as_ref().and_then(|s| {
+            meta::is_ready(&s.conditions, r.metadata.generation)
+                .then(|| s.webhook_path.clone())
+                .flatten()
+        });
+        (path, format!("{:?}", r.status))
+    })
+    .await;
+    // An expression that does not compile: not Ready, and says why.
+    until("Receiver broken not Ready", || async {
+        let r = receivers.get("broken").await.expect("get");
+        let c = r
+            .status
+            .as_ref()
+            .and_then(|s| ready(&s.conditions).cloned());
+        let ok = c
+            .as_ref()
+            .is_some_and(|c| c.status == "False" && c.message.contains("invalid CEL expression"));
+        (ok.then_some(()), format!("{c:?}"))
+    })
+    .await;
+
+    let requested = |name: &'static str| {
+        let api = env.api::<GitRepository>();
+        async move {
+            api.get(name)
+                .await
+                .expect("get")
+                .metadata
+                .annotations
+                .and_then(|a| a.get(meta::RECONCILE_REQUEST_ANNOTATION).cloned())
+        }
+    };
+    let url = env
+        .controllers
+        .as_ref()
+        .expect("running")
+        .receiver_url
+        .join(&path)
+        .expect("url");
+    let answer = reqwest::Client::new()
+        .post(url.clone())
+        .header("content-type", "application/json")
+        .body(r#"{"repository": "other"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    until("GitRepository other asked to reconcile", || async {
+        let v = requested("other").await;
+        (v.clone(), format!("{v:?}"))
+    })
+    .await;
+    assert_eq!(requested("app").await, None, "app was filtered out");
+    // Another body selects the other repository.
+    let answer = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(r#"{"repository": "app"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    until("GitRepository app asked to reconcile", || async {
+        let v = requested("app").await;
+        (v.clone(), format!("{v:?}"))
+    })
+    .await;
     env.stop().await;
 }

@@ -97,7 +97,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
+async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<(Client, kube::Config)> {
     let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -106,7 +106,7 @@ async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
         }
         None => kube::Config::infer().await?,
     };
-    Ok(Client::try_from(config)?)
+    Ok((Client::try_from(config.clone())?, config))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -161,7 +161,7 @@ async fn serve_health(addr: SocketAddr, ready: Arc<AtomicBool>) -> anyhow::Resul
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let (client, client_config) = client(args.kubeconfig.as_ref()).await?;
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(args.metrics_addr)
         .install()
@@ -215,6 +215,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         watch_label_selector: args.watch_label_selector.clone(),
         concurrency: args.concurrent,
         requeue_dependency: Duration::from_secs(args.requeue_dependency),
+        client_config: Some(client_config),
         ..ControllerOptions::default()
     };
     let controllers = Controllers::start(client, options).await?;
