@@ -52,6 +52,30 @@ pub const DEMO_FILES: &[(&str, &str)] = &[
         "overlays/demo/replicas.yaml",
         include_str!("../quickstart/overlays/demo/replicas.yaml"),
     ),
+    (
+        "charts/cache/Chart.yaml",
+        include_str!("../quickstart/charts/cache/Chart.yaml"),
+    ),
+    (
+        "charts/cache/values.yaml",
+        include_str!("../quickstart/charts/cache/values.yaml"),
+    ),
+    (
+        "charts/cache/templates/_helpers.tpl",
+        include_str!("../quickstart/charts/cache/templates/_helpers.tpl"),
+    ),
+    (
+        "charts/cache/templates/configmap.yaml",
+        include_str!("../quickstart/charts/cache/templates/configmap.yaml"),
+    ),
+    (
+        "charts/cache/templates/deployment.yaml",
+        include_str!("../quickstart/charts/cache/templates/deployment.yaml"),
+    ),
+    (
+        "charts/cache/templates/service.yaml",
+        include_str!("../quickstart/charts/cache/templates/service.yaml"),
+    ),
 ];
 
 /// The namespace the Flux objects live in.
@@ -104,6 +128,8 @@ pub struct QuickstartReport {
     pub final_message: Option<String>,
     /// Whether the Service exists after the second reconcile.
     pub service_exists: bool,
+    /// `redis.conf` of the Helm chart's ConfigMap (`demo/podinfo-cache-config`) at the end.
+    pub cache_config: Option<String>,
 }
 
 /// A local HTTP sink for the generic webhook provider.
@@ -277,36 +303,38 @@ pub async fn run(
     };
 
     // 1. The cluster.
-    let (_cluster, client): (Option<TestCluster>, Client) = match &options.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .map_err(fail("reading the kubeconfig"))?;
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    let (_cluster, client, client_config): (Option<TestCluster>, Client, Option<kube::Config>) =
+        match &options.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .map_err(fail("reading the kubeconfig"))?;
+                let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .map_err(fail("loading the kubeconfig"))?;
+                let client =
+                    Client::try_from(config.clone()).map_err(fail("connecting to the cluster"))?;
+                say(format!("Using the cluster of {}", path.display()));
+                (None, client, Some(config))
+            }
+            None => {
+                let cluster = TestCluster::start(TestClusterOptions {
+                    simulate_controllers: true,
+                    rollout_delay: Duration::from_millis(300),
+                    ..TestClusterOptions::default()
+                })
                 .await
-                .map_err(fail("loading the kubeconfig"))?;
-            let client = Client::try_from(config).map_err(fail("connecting to the cluster"))?;
-            say(format!("Using the cluster of {}", path.display()));
-            (None, client)
-        }
-        None => {
-            let cluster = TestCluster::start(TestClusterOptions {
-                simulate_controllers: true,
-                rollout_delay: Duration::from_millis(300),
-                ..TestClusterOptions::default()
-            })
-            .await
-            .map_err(fail("starting the embedded cluster"))?;
-            let client = cluster
-                .client()
-                .await
-                .map_err(fail("connecting to the embedded cluster"))?;
-            say(format!(
-                "Started the embedded Kubernetes API server on {} (simulated rollouts on)",
-                cluster.url()
-            ));
-            (Some(cluster), client)
-        }
-    };
+                .map_err(fail("starting the embedded cluster"))?;
+                let client = cluster
+                    .client()
+                    .await
+                    .map_err(fail("connecting to the embedded cluster"))?;
+                say(format!(
+                    "Started the embedded Kubernetes API server on {} (simulated rollouts on)",
+                    cluster.url()
+                ));
+                (Some(cluster), client, None)
+            }
+        };
 
     // 2. The Git server and the demo repository.
     let fixture = GitFixture::new().map_err(fail("creating the demo repository"))?;
@@ -350,6 +378,7 @@ pub async fn run(
         ControllerOptions {
             requeue_dependency: Duration::from_secs(1),
             source_retry_interval: Duration::from_secs(2),
+            client_config,
             ..ControllerOptions::default()
         },
     )
@@ -621,6 +650,12 @@ async fn flow(
         .await
         .map_err(fail("reading Service/demo/podinfo"))?
         .is_some();
+    report.cache_config = config_maps
+        .get_opt("podinfo-cache-config")
+        .await
+        .map_err(fail("reading ConfigMap/demo/podinfo-cache-config"))?
+        .and_then(|c| c.data)
+        .and_then(|d| d.get("redis.conf").cloned());
     let _ = ks.name_any();
     Ok(report)
 }

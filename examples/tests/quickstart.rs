@@ -20,6 +20,10 @@ async fn quickstart_applies_then_configures_and_prunes() {
         "ConfigMap/demo/podinfo-config created",
         "Service/demo/podinfo created",
         "Deployment/demo/podinfo created",
+        // The local Helm chart, inflated by the overlay's helmCharts.
+        "ConfigMap/demo/podinfo-cache-config created",
+        "Service/demo/podinfo-cache created",
+        "Deployment/demo/podinfo-cache created",
     ] {
         assert!(
             report.first_changes.contains(line),
@@ -61,6 +65,13 @@ async fn quickstart_applies_then_configures_and_prunes() {
             .contains(&"demo_podinfo_apps_Deployment".to_string())
     );
     assert!(
+        report
+            .second_inventory
+            .contains(&"demo_podinfo-cache_apps_Deployment".to_string()),
+        "the chart's objects stay: {:?}",
+        report.second_inventory
+    );
+    assert!(
         !report
             .second_inventory
             .contains(&"demo_podinfo__Service".to_string()),
@@ -79,6 +90,11 @@ async fn quickstart_applies_then_configures_and_prunes() {
             .any(|e| e.starts_with("NewArtifact: stored artifact for revision 'main@sha1:")),
         "{:?}",
         report.events
+    );
+    assert_eq!(
+        report.cache_config.as_deref(),
+        Some("maxmemory 64mb\nmaxmemory-policy allkeys-lru\n"),
+        "the chart was rendered with the overlay's values"
     );
     assert!(text.contains("Done in"), "{text}");
 }
