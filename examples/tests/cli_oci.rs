@@ -103,3 +103,181 @@ fn push_then_pull_with_basic_auth_and_a_wrong_password_fails() {
     let archive = std::path::Path::new(pulled["path"].as_str().expect("path"));
     assert!(archive.is_file());
 }
+
+/// Runs a program of the credential-helper setup, failing with its output.
+fn setup(program: &str, args: &[&str], env: &[(&str, &std::path::Path)], stdin: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{program}: {e} (Debian packages gnupg, pass, golang-docker-credential-helpers)")
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("waits");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `--docker-config` with `credHelpers`: the credentials come from the real
+/// `docker-credential-pass` (a `pass` store encrypted to a generated GnuPG key), as the docker
+/// CLI would use them; a store without the registry leaves the pull anonymous and refused.
+#[test]
+fn docker_config_credential_helper_supplies_the_credentials() {
+    let registry = OciRegistry::builder()
+        .basic_auth("flux", "helper-pass")
+        .start()
+        .expect("docker-registry");
+    let url = registry.oci_url("helped");
+    let content = tempfile::tempdir().expect("tempdir");
+    std::fs::write(content.path().join("app.yaml"), "kind: ConfigMap\n").expect("write");
+    let pushed = gitops(
+        &[
+            "push",
+            "artifact",
+            &url,
+            "--path",
+            content.path().to_str().expect("utf-8"),
+            "--source",
+            "https://example.org/helped.git",
+            "--revision",
+            "main@sha1:0c9c2e41d2f94f9b9c419b6f0c6b5a8e01234567",
+            "--tag",
+            "v1",
+            "--insecure",
+            "--username",
+            "flux",
+        ],
+        "helper-pass",
+    );
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    // A pass store with the registry's credentials, encrypted to a fresh key.
+    let home = tempfile::tempdir().expect("tempdir");
+    let gnupg = home.path().join("gnupg");
+    std::fs::create_dir(&gnupg).expect("mkdir");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    // gpg starts an agent for this home; stop it when the test ends, pass or fail.
+    struct Agent(std::path::PathBuf);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = Command::new("gpgconf")
+                .args(["--kill", "gpg-agent"])
+                .env("GNUPGHOME", &self.0)
+                .output();
+        }
+    }
+    let _agent = Agent(gnupg.clone());
+    let store = home.path().join("password-store");
+    let env = [
+        ("GNUPGHOME", gnupg.as_path()),
+        ("PASSWORD_STORE_DIR", store.as_path()),
+    ];
+    setup(
+        "gpg",
+        &[
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "gitops-test@example.org",
+            "default",
+            "default",
+            "never",
+        ],
+        &env,
+        "",
+    );
+    let listing = setup("gpg", &["--list-keys", "--with-colons"], &env, "");
+    let fingerprint = listing
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("fpr:")
+                .map(|r| r.trim_matches(':').to_owned())
+        })
+        .expect("a key fingerprint");
+    setup("pass", &["init", &fingerprint], &env, "");
+    setup(
+        "docker-credential-pass",
+        &["store"],
+        &env,
+        &format!(
+            r#"{{"ServerURL":"{}","Username":"flux","Secret":"helper-pass"}}"#,
+            registry.host()
+        ),
+    );
+
+    let config = home.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(r#"{{"credHelpers":{{"{}":"pass"}}}}"#, registry.host()),
+    )
+    .expect("write config");
+    let out = tempfile::tempdir().expect("tempdir");
+    let pull = |env: &[(&str, &std::path::Path)]| {
+        Command::new(GITOPS)
+            .args(["source", "oci", &url, "--tag", "v1", "--insecure"])
+            .arg("--docker-config")
+            .arg(&config)
+            .arg("--out")
+            .arg(out.path())
+            .env_remove("GITOPS_OCI_PASSWORD")
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .output()
+            .expect("gitops runs")
+    };
+    let pulled = pull(&env);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let json: Value = serde_json::from_slice(&pulled.stdout).expect("JSON");
+    assert!(
+        json["revision"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("v1@sha256:")),
+        "{json}"
+    );
+
+    // An empty store: the helper has nothing, the pull is anonymous and refused.
+    let empty = home.path().join("empty-store");
+    setup(
+        "pass",
+        &["init", &fingerprint],
+        &[
+            ("GNUPGHOME", gnupg.as_path()),
+            ("PASSWORD_STORE_DIR", empty.as_path()),
+        ],
+        "",
+    );
+    let refused = pull(&[
+        ("GNUPGHOME", gnupg.as_path()),
+        ("PASSWORD_STORE_DIR", empty.as_path()),
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("AuthenticationFailed"), "{stderr}");
+    assert!(!stderr.contains("helper-pass"), "{stderr}");
+}

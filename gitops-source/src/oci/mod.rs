@@ -101,6 +101,17 @@ pub enum OciError {
     /// A docker `config.json` could not be used (the message never holds a secret).
     #[error("docker config: {0}")]
     DockerConfig(String),
+    /// A docker credential helper (`docker-credential-<name> get`) failed (the message never
+    /// holds a secret).
+    #[error("docker credential helper docker-credential-{helper} for {registry}: {message}")]
+    CredentialHelper {
+        /// The helper's name (`pass`, `secretservice`, `ecr-login`, …).
+        helper: String,
+        /// The registry asked for.
+        registry: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The CA certificate could not be loaded.
     #[error("CA certificate: {0}")]
     Certificate(String),

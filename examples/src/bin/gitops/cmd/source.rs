@@ -334,7 +334,8 @@ pub struct RegistryArgs {
         requires = "username"
     )]
     pub password: Option<String>,
-    /// A docker config.json to take the registry's credentials from.
+    /// A docker config.json to take the registry's credentials from (`auths`, and the
+    /// `credHelpers` / `credsStore` credential helpers, run as the docker CLI runs them).
     #[arg(long)]
     pub docker_config: Option<PathBuf>,
     /// Talk plain HTTP to the registry.
