@@ -614,6 +614,70 @@ spec:
     env.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_chart_from_an_oci_helm_repository() {
+    let repo_dir = helm_repository_dir();
+    let registry = OciRegistry::start().expect("registry");
+    for version in ["1.0.0", "1.1.0"] {
+        let package = repo_dir.path().join(format!("app-{version}.tgz"));
+        run_helm(&[
+            "push",
+            package.to_str().expect("utf-8"),
+            &registry.oci_url("charts"),
+            "--plain-http",
+        ]);
+    }
+    let env = Env::start().await;
+    // Flux's OCI HelmRepository example, with the chart pulled by a HelmChart.
+    env.apply_yaml::<HelmRepository>(&format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: podinfo
+  namespace: {NS}
+spec:
+  type: oci
+  insecure: true
+  interval: 5m0s
+  url: {}
+",
+        registry.oci_url("charts")
+    ))
+    .await;
+    let chart = |name: &str, version: &str| {
+        format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  chart: app
+  sourceRef:
+    kind: HelmRepository
+    name: podinfo
+  version: '{version}'
+"
+        )
+    };
+    env.apply_yaml::<HelmChart>(&chart("app", "1.0.x")).await;
+    let status = wait_ready::<HelmChart>(&env, "app").await;
+    assert_eq!(status["artifact"]["revision"], "1.0.0");
+    assert!(
+        status["observedSourceArtifactRevision"].is_null(),
+        "{status}"
+    );
+    let package = download_matches(&status["artifact"]).await;
+    assert!(tar_entries(&package).contains(&"app/Chart.yaml".to_string()));
+    env.apply_yaml::<HelmChart>(&chart("latest", "*")).await;
+    let status = wait_ready::<HelmChart>(&env, "latest").await;
+    assert_eq!(status["artifact"]["revision"], "1.1.0");
+    env.apply_yaml::<HelmChart>(&chart("none", "3.x")).await;
+    wait_failed::<HelmChart>(&env, "none", "InvalidChartReference").await;
+    env.stop().await;
+}
+
 /// A git repository holding the chart fixture under `charts/app`, served by git http-backend.
 fn chart_git_repository() -> (GitFixture, GitRepo, GitHttpServer) {
     let fixture = GitFixture::new().expect("fixture");
@@ -734,7 +798,11 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_from_flux_docs_reaches_ready_and_suspend_stops_changes() {
-    let s3 = S3Server::builder().bucket("podinfo").start().expect("moto");
+    let s3 = S3Server::builder()
+        .bucket("podinfo")
+        .require_auth()
+        .start()
+        .expect("moto");
     s3.put_object("deploy/app.yaml", b"kind: ConfigMap\n")
         .expect("put");
     s3.put_object("README.md", b"# docs\n").expect("put");
@@ -742,6 +810,12 @@ async fn bucket_from_flux_docs_reaches_ready_and_suspend_stops_changes() {
     env.secret(
         "minio-bucket-secret",
         serde_json::json!({"accesskey": s3.access_key(), "secretkey": s3.secret_key()}),
+        "Opaque",
+    )
+    .await;
+    env.secret(
+        "wrong-bucket-secret",
+        serde_json::json!({"accesskey": s3.access_key(), "secretkey": "not-the-key"}),
         "Opaque",
     )
     .await;
@@ -785,8 +859,16 @@ spec:
         vec!["README.md".to_string(), "deploy/app.yaml".to_string()]
     );
 
-    // A bucket that does not exist: Flux's BucketOperationFailed (moto checks no keys, so a
-    // wrong key cannot be shown here); a Secret without `secretkey`: AuthenticationFailed.
+    // A wrong secret key (moto checks signatures here) and a bucket that does not exist:
+    // Flux's BucketOperationFailed; a Secret without `secretkey`: AuthenticationFailed.
+    env.apply_yaml::<Bucket>(&example("wrong", "wrong-bucket-secret", "podinfo"))
+        .await;
+    let failed = wait_failed::<Bucket>(&env, "wrong", "BucketOperationFailed").await;
+    assert!(
+        !failed.message.contains("not-the-key"),
+        "{}",
+        failed.message
+    );
     env.apply_yaml::<Bucket>(&example("missing", "minio-bucket-secret", "no-such-bucket"))
         .await;
     let failed = wait_failed::<Bucket>(&env, "missing", "BucketOperationFailed").await;

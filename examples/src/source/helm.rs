@@ -4,7 +4,8 @@
 //! A `HelmRepository` of type `default` stores the repository's `index.yaml` as its artifact
 //! (revision `sha256:<hex>`); one of type `oci` is, as in Flux, a static object the controller
 //! leaves alone (no artifact, no status). A `HelmChart` packages a chart from a
-//! `HelmRepository` (by name and version constraint) or from a directory of a
+//! `HelmRepository` (by name and version constraint; for type `oci` pulled from the registry
+//! repository `<url>/<chart>`, tags as versions) or from a directory of a
 //! `GitRepository` or `Bucket` artifact; its revision is the bare chart version, as Flux
 //! writes it, and it follows its source: no ready source artifact, no chart.
 
@@ -12,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use gitops_source::oci::OciRepositoryUrl;
 use gitops_source::{
-    FetchLimits, HelmChartSource, HelmRepositorySource, ReconcileStrategy, Revision, Source as _,
-    SourceError, helm::HelmError,
+    FetchLimits, HelmChartSource, HelmRepositorySource, OciAuth, OciSource, ReconcileStrategy,
+    Revision, Source as _, SourceError, helm::HelmError,
 };
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -519,7 +521,9 @@ fn build_failure(error: &SourceError) -> Failure {
             HelmError::ChartNotFound { .. }
             | HelmError::NoMatchingVersion { .. }
             | HelmError::InvalidVersion { .. },
-        ) => Failure::retry(
+        )
+        | SourceError::NoMatchingTag { .. }
+        | SourceError::ReferenceNotFound { .. } => Failure::retry(
             BUILD_FAILED,
             "InvalidChartReference",
             format!("invalid chart reference: {message}"),
@@ -546,7 +550,7 @@ fn build_failure(error: &SourceError) -> Failure {
 enum ChartPlan {
     Repository {
         source: Box<HelmChartSource>,
-        revision: String,
+        revision: Option<String>,
     },
     Directory {
         archive: std::path::PathBuf,
@@ -571,15 +575,21 @@ async fn plan_chart(ctx: &SourceContext, chart: &HelmChart) -> Result<ChartPlan,
                 .ok_or_else(|| {
                     source_unavailable("HelmRepository", &namespace, name, "not found")
                 })?;
+            let version = chart
+                .spec
+                .version
+                .clone()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| "*".to_string());
             if repo.is_oci() {
-                return Err(Failure::stalled(
-                    "UnsupportedSourceKind",
-                    format!(
-                        "HelmRepository '{name}' is of type oci: charts from OCI registries are not \
-                         supported by this controller (use an OCIRepository with the Helm chart \
-                         layer media type)"
-                    ),
-                ));
+                // Flux: no artifact to wait for; the chart is pulled from the registry.
+                let registry = oci_chart_registry(&ctx.client, &repo, &chart.spec.chart).await?;
+                let mut source = HelmChartSource::from_oci(registry, version, object);
+                configure(&mut source, chart)?;
+                return Ok(ChartPlan::Repository {
+                    source: Box::new(source),
+                    revision: None,
+                });
             }
             let status = repo.status.clone().unwrap_or_default();
             let ready = ready_artifact(
@@ -591,12 +601,6 @@ async fn plan_chart(ctx: &SourceContext, chart: &HelmChart) -> Result<ChartPlan,
                 status.artifact.as_ref(),
             )?;
             let repository = repository_source(&ctx.client, &repo).await?;
-            let version = chart
-                .spec
-                .version
-                .clone()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| "*".to_string());
             let mut source = HelmChartSource::from_repository(
                 repository,
                 chart.spec.chart.clone(),
@@ -606,7 +610,7 @@ async fn plan_chart(ctx: &SourceContext, chart: &HelmChart) -> Result<ChartPlan,
             configure(&mut source, chart)?;
             Ok(ChartPlan::Repository {
                 source: Box::new(source),
-                revision: ready.artifact.revision,
+                revision: Some(ready.artifact.revision),
             })
         }
         kind @ ("GitRepository" | "Bucket") => {
@@ -665,6 +669,63 @@ async fn plan_chart(ctx: &SourceContext, chart: &HelmChart) -> Result<ChartPlan,
             format!("unsupported source kind '{other}'"),
         )),
     }
+}
+
+/// The registry repository of chart `chart` below an OCI HelmRepository
+/// (`oci://host/path` + `/chart`), with its credentials: a `kubernetes.io/dockerconfigjson`
+/// Secret or `username`/`password`, as Flux accepts.
+async fn oci_chart_registry(
+    client: &Client,
+    repo: &HelmRepository,
+    chart: &str,
+) -> Result<OciSource, Failure> {
+    let namespace = repo.namespace().unwrap_or_default();
+    let spec = &repo.spec;
+    if let Some(provider) = spec.provider.as_deref().filter(|p| *p != "generic") {
+        return Err(Failure::stalled(
+            "InvalidProvider",
+            format!("spec.provider '{provider}': only 'generic' is supported by this controller"),
+        ));
+    }
+    let url = format!("{}/{chart}", spec.url.trim_end_matches('/'));
+    let parsed = OciRepositoryUrl::parse(&url).map_err(|e| {
+        Failure::retry(
+            BUILD_FAILED,
+            "InvalidChartReference",
+            format!("invalid chart reference: {e}"),
+        )
+    })?;
+    let mut source = OciSource::new(url, object_ref(repo)?);
+    source.insecure = spec.insecure.unwrap_or(false);
+    source.timeout =
+        duration("timeout", spec.timeout.as_deref())?.unwrap_or(Duration::from_secs(60));
+    if let Some(secret_ref) = &spec.secret_ref {
+        let data = secret_data(client, &namespace, &secret_ref.name).await?;
+        let auth_failed =
+            |message: String| Failure::retry(meta::FETCH_FAILED, "AuthenticationFailed", message);
+        source.auth = if let Some(config) = data.get(".dockerconfigjson") {
+            OciAuth::from_docker_config(config, &parsed.registry).map_err(|e| {
+                auth_failed(format!("secret '{namespace}/{}': {e}", secret_ref.name))
+            })?
+        } else {
+            let text = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+            match (text("username"), text("password")) {
+                (Some(username), Some(password)) => OciAuth::Basic { username, password },
+                _ => {
+                    return Err(auth_failed(format!(
+                        "invalid '{namespace}/{}' secret data: expected '.dockerconfigjson' or \
+                         'username' and 'password'",
+                        secret_ref.name
+                    )));
+                }
+            }
+        };
+    }
+    if let Some(cert_ref) = &spec.cert_secret_ref {
+        let data = secret_data(client, &namespace, &cert_ref.name).await?;
+        source.tls.ca_pem = data.get("ca.crt").cloned();
+    }
+    Ok(source)
 }
 
 /// Values files, their strategy and the generation, as the spec says.
@@ -765,13 +826,15 @@ async fn reconcile_chart_once(
             true,
         ),
         ChartPlan::Directory { archive, revision } => {
+            let revision = Some(revision);
             let unchanged = last.is_some()
                 && status.observed_generation == chart.meta().generation
-                && status.observed_source_artifact_revision.as_deref() == Some(revision.as_str());
+                && status.observed_source_artifact_revision == revision;
             let result = if let (true, Some(last)) = (unchanged, last.clone()) {
                 Ok(gitops_source::Acquired::Unchanged(last))
             } else {
-                match acquire_from_directory(&ctx, &chart, &archive, &revision, last.as_ref()).await
+                let revision = revision.as_deref().unwrap_or_default();
+                match acquire_from_directory(&ctx, &chart, &archive, revision, last.as_ref()).await
                 {
                     Ok(r) => r,
                     Err(failure) => {
@@ -807,7 +870,7 @@ async fn reconcile_chart_once(
             status.url = Some(stored.url.clone());
             status.artifact = Some(stored);
             status.observed_chart_name = Some(chart_name);
-            status.observed_source_artifact_revision = Some(source_revision);
+            status.observed_source_artifact_revision = source_revision;
             status.observed_values_files = chart.spec.values_files.clone();
             report_ready(
                 &ctx,
