@@ -715,3 +715,61 @@ async fn fetches_are_shallow_with_depth_one() -> TestResult {
     }
     Ok(())
 }
+
+/// A SOCKS5 proxy from the settings (Flux's `proxySecretRef` with a `socks5://` address): the
+/// fetch goes through it (the proxy records the CONNECT to the Git server), with and without
+/// proxy credentials; wrong proxy credentials fail before anything reaches the server.
+#[tokio::test]
+async fn socks5_proxy_from_the_settings() -> TestResult {
+    use gitops_testkit::servers::Socks5Proxy;
+    let f = fixture()?;
+    let server = GitHttpServer::start(f.fixture.serve_dir())?;
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+    let target = server.addr().to_string();
+
+    let open = Socks5Proxy::start()?;
+    let mut src = source(&server.url_for("app.git"), branch("main"));
+    src.proxy = Some(gitops_source::ProxySettings {
+        address: open.url(),
+        basic: None,
+    });
+    let a = acquire_new(&src, &store).await;
+    assert_eq!(a.revision.to_string(), format!("main@sha1:{}", f.second));
+    let seen = open.connections();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|c| c.granted && c.target == target),
+        "{seen:?}"
+    );
+
+    let guarded = Socks5Proxy::builder()
+        .credentials("proxy-user", "proxy-pass")
+        .start()?;
+    src.proxy = Some(gitops_source::ProxySettings {
+        address: guarded.url(),
+        basic: Some(("proxy-user".into(), "wrong-pass".into())),
+    });
+    let served_before = server.requests().len();
+    let err = src
+        .acquire(None, &store)
+        .await
+        .expect_err("refused by the proxy");
+    assert!(matches!(err, SourceError::Network { .. }), "{err:?}");
+    assert!(!err.to_string().contains("wrong-pass"), "{err}");
+    assert_eq!(server.requests().len(), served_before);
+    assert!(guarded.connections().iter().all(|c| !c.granted));
+
+    src.proxy = Some(gitops_source::ProxySettings {
+        address: guarded.url(),
+        basic: Some(("proxy-user".into(), "proxy-pass".into())),
+    });
+    let b = acquire_new(&src, &store).await;
+    assert_eq!(b.revision, a.revision);
+    assert!(
+        guarded
+            .connections()
+            .iter()
+            .any(|c| c.granted && c.user.as_deref() == Some("proxy-user") && c.target == target)
+    );
+    Ok(())
+}

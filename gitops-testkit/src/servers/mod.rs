@@ -20,9 +20,10 @@
 //! | [`GitHttpServer`] | `git http-backend` (CGI) behind an in-process HTTP server; Basic auth, bearer token, TLS, client certificates | `http(s)://127.0.0.1:PORT/<repo>` |
 //! | [`GitDaemon`] | `git daemon` | `git://127.0.0.1:PORT/<repo>` |
 //! | [`SshGitServer`] | `sshd` with its own config, host key and client key; a forced command serves only git | `ssh://USER@127.0.0.1:PORT/<repo>` |
-//! | [`OciRegistry`] | Debian's `docker-registry` (distribution v2); htpasswd auth, TLS | `http(s)://127.0.0.1:PORT` |
+//! | [`OciRegistry`] | Debian's `docker-registry` (distribution v2); htpasswd auth, registry token auth (in-process token server), TLS | `http(s)://127.0.0.1:PORT` |
 //! | [`HelmRepoServer`] | static files (`index.yaml`, chart archives) over HTTP; Basic auth, TLS | `http(s)://127.0.0.1:PORT/` |
-//! | [`S3Server`] | moto in server mode, with a bucket created | `http://127.0.0.1:PORT` |
+//! | [`S3Server`] | moto in server mode, with a bucket created; IAM signature checks on request | `http://127.0.0.1:PORT` |
+//! | [`Socks5Proxy`] | an in-process SOCKS5 proxy (`CONNECT`, optional username/password), recording connections | `socks5://127.0.0.1:PORT` |
 //!
 //! ```no_run
 //! use gitops_testkit::fixture::GitFixture;
@@ -53,6 +54,7 @@ mod http;
 mod process;
 mod registry;
 mod s3;
+mod socks;
 mod ssh;
 mod tls;
 
@@ -64,6 +66,7 @@ pub use http::RecordedRequest;
 pub use process::free_port;
 pub use registry::{OciRegistry, OciRegistryBuilder};
 pub use s3::{S3Server, S3ServerBuilder};
+pub use socks::{Socks5Proxy, Socks5ProxyBuilder, SocksConnection};
 pub use ssh::{SshGitServer, SshGitServerBuilder, SshKeyType};
 pub use tls::{IssuedCert, TestCa};
 
