@@ -447,6 +447,44 @@ spec:
             .contains(&SOURCE_FINALIZER.to_string())
     );
 
+    // Pinned by digest (Flux's revision is then the bare digest), the content layer copied
+    // verbatim by the layer selector.
+    env.apply_yaml::<OCIRepository>(&format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: OCIRepository
+metadata:
+  name: pinned
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  url: {url}
+  ref:
+    digest: {}
+  layerSelector:
+    mediaType: application/vnd.cncf.flux.content.v1.tar+gzip
+    operation: copy
+  insecure: true
+  secretRef:
+    name: regcred
+",
+        pushed.digest
+    ))
+    .await;
+    let status = wait_ready::<OCIRepository>(&env, "pinned").await;
+    assert_eq!(status["artifact"]["revision"], pushed.digest.to_string());
+    assert_eq!(
+        status["observedLayerSelector"],
+        serde_json::json!({
+            "mediaType": "application/vnd.cncf.flux.content.v1.tar+gzip",
+            "operation": "copy"
+        })
+    );
+    let layer = download_matches(&status["artifact"]).await;
+    assert_eq!(
+        format!("sha256:{}", hex(&sha2::Sha256::digest(&layer))),
+        pushed.layer_digest
+    );
+
     // A wrong password: Flux's OCIArtifactPullFailed, retried, and the secret is not shown.
     env.apply_yaml::<OCIRepository>(&example("wrong", "wrongcred"))
         .await;
@@ -774,6 +812,30 @@ spec:
     );
     let package = download_matches(&status["artifact"]).await;
     assert!(tar_entries(&package).contains(&"app/values.yaml".to_string()));
+
+    // The Revision strategy: the chart version gets the first 12 hex of the source revision.
+    env.apply_yaml::<HelmChart>(&format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata:
+  name: app-rev
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  chart: ./charts/app
+  reconcileStrategy: Revision
+  sourceRef:
+    kind: GitRepository
+    name: charts
+"
+    ))
+    .await;
+    let status = wait_ready::<HelmChart>(&env, "app-rev").await;
+    let commit = git_revision.rsplit(':').next().expect("hex");
+    assert_eq!(
+        status["artifact"]["revision"],
+        format!("1.0.0+{}", &commit[..12])
+    );
 
     // A new chart version in Git: the GitRepository moves, the chart follows.
     let chart_yaml = std::fs::read_to_string(chart_fixture().join("Chart.yaml"))

@@ -885,3 +885,93 @@ async fn reconcile_chart_once(
         Err(error) => report_failure(&ctx, &*chart, status, build_failure(&error), interval).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(status: &str) -> Condition {
+        Condition {
+            type_: meta::READY.into(),
+            status: status.into(),
+            observed_generation: Some(2),
+            last_transition_time: "2026-01-02T03:04:05Z".into(),
+            reason: "Succeeded".into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_chart_follows_its_source_readiness() {
+        let artifact = ArtifactStatus {
+            revision: "sha256:00".into(),
+            ..ArtifactStatus::default()
+        };
+        let ready = [condition("True")];
+        let ok = ready_artifact(
+            "HelmRepository",
+            "repo",
+            &ready,
+            Some(2),
+            Some(2),
+            Some(&artifact),
+        );
+        assert_eq!(
+            ok.map(|a| a.artifact.revision).ok().as_deref(),
+            Some("sha256:00")
+        );
+        // Not ready, not reconciled at its generation yet, or no artifact: NoSourceArtifact.
+        for (conditions, observed, artifact) in [
+            (vec![condition("False")], Some(2), Some(&artifact)),
+            (ready.to_vec(), Some(1), Some(&artifact)),
+            (ready.to_vec(), Some(2), None),
+            (Vec::new(), Some(2), Some(&artifact)),
+        ] {
+            let failure = ready_artifact(
+                "HelmRepository",
+                "repo",
+                &conditions,
+                Some(2),
+                observed,
+                artifact,
+            )
+            .err()
+            .expect("no ready artifact");
+            assert_eq!(failure.reason, "NoSourceArtifact");
+            assert_eq!(
+                failure.message,
+                "no artifact available for HelmRepository source 'repo'"
+            );
+            assert!(!failure.stalled);
+        }
+    }
+
+    #[test]
+    fn chart_build_failures_carry_flux_reasons() {
+        let missing = SourceError::Helm(HelmError::NoMatchingVersion {
+            url: "http://h".into(),
+            chart: "app".into(),
+            constraint: "9.9.9".into(),
+        });
+        let f = build_failure(&missing);
+        assert_eq!(
+            (f.condition, f.reason.as_str()),
+            (BUILD_FAILED, "InvalidChartReference")
+        );
+        assert!(
+            f.message.starts_with("invalid chart reference: "),
+            "{}",
+            f.message
+        );
+        let values = SourceError::Helm(HelmError::ValuesFile {
+            path: "values-prod.yaml".into(),
+            message: "not found".into(),
+        });
+        assert_eq!(build_failure(&values).reason, "ValuesFilesError");
+        let chart = SourceError::Helm(HelmError::InvalidChart {
+            path: "charts/app".into(),
+            message: "no Chart.yaml".into(),
+        });
+        assert_eq!(build_failure(&chart).reason, "ChartPackageError");
+    }
+}

@@ -569,3 +569,56 @@ pub(crate) fn string_default_schema(default: &str, values: Option<&[&str]>) -> s
     }
     schemars::Schema::try_from(schema).expect("a JSON object is a schema")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(revision: &str) -> ArtifactStatus {
+        ArtifactStatus {
+            path: "helmchart/ns/app/app-1.1.0.tgz".into(),
+            url: "http://127.0.0.1:9090/helmchart/ns/app/app-1.1.0.tgz".into(),
+            revision: revision.into(),
+            digest: Some(format!("sha256:{}", "a".repeat(64))),
+            last_update_time: "2026-01-02T03:04:05Z".into(),
+            size: Some(42),
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn artifact_status_round_trips_every_flux_revision_shape() {
+        for revision in [
+            format!("main@sha1:{}", "b".repeat(40)),
+            format!("latest@sha256:{}", "c".repeat(64)),
+            format!("sha256:{}", "d".repeat(64)),
+            "1.1.0".to_string(),
+            "1.0.0+abcdef012345".to_string(),
+        ] {
+            let s = status(&revision);
+            let artifact = s
+                .to_artifact()
+                .unwrap_or_else(|| panic!("{revision} parses"));
+            assert_eq!(ArtifactStatus::from_artifact(&artifact), s, "{revision}");
+        }
+        let mut broken = status("1.1.0");
+        broken.digest = Some("md5:00".into());
+        assert!(broken.to_artifact().is_none());
+    }
+
+    #[test]
+    fn durations_stall_when_invalid() {
+        assert_eq!(
+            duration("interval", Some("5m0s")).ok().flatten(),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(duration("timeout", None).ok().flatten(), None);
+        let failure = duration("interval", Some("5 minutes")).expect_err("invalid");
+        assert!(failure.stalled);
+        assert!(
+            failure.message.starts_with("spec.interval:"),
+            "{}",
+            failure.message
+        );
+    }
+}
