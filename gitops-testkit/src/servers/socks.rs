@@ -256,12 +256,13 @@ async fn serve(mut client: tokio::net::TcpStream, state: &State) -> std::io::Res
             let user = read_short_string(&mut client).await?;
             let password = read_short_string(&mut client).await?;
             if &user != want_user || &password != want_password {
-                client.write_all(&[1, 1]).await?;
+                // Recorded before answering, so a client that saw the answer sees the record.
                 state.record(SocksConnection {
                     target: String::new(),
                     user: Some(user),
                     granted: false,
                 });
+                client.write_all(&[1, 1]).await?;
                 return Ok(());
             }
             client.write_all(&[1, 0]).await?;
@@ -304,12 +305,12 @@ async fn serve(mut client: tokio::net::TcpStream, state: &State) -> std::io::Res
     let port = client.read_u16().await?;
     let target = format!("{host}:{port}");
     if head[1] != 1 {
-        reply(&mut client, 7).await?;
         state.record(SocksConnection {
             target,
             user,
             granted: false,
         });
+        reply(&mut client, 7).await?;
         return Ok(());
     }
     let connected = match ip {
@@ -319,21 +320,21 @@ async fn serve(mut client: tokio::net::TcpStream, state: &State) -> std::io::Res
     let mut upstream = match connected {
         Ok(s) => s,
         Err(_) => {
-            reply(&mut client, 5).await?;
             state.record(SocksConnection {
                 target,
                 user,
                 granted: false,
             });
+            reply(&mut client, 5).await?;
             return Ok(());
         }
     };
-    reply(&mut client, 0).await?;
     state.record(SocksConnection {
         target,
         user,
         granted: true,
     });
+    reply(&mut client, 0).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
 }
