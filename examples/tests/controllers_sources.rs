@@ -585,6 +585,7 @@ spec:
         .cloned()
         .expect("Ready");
     assert_eq!(ready.message, "pulled 'app' chart with version '1.1.0'");
+    assert_eq!(ready.reason, "ChartPullSucceeded");
 
     // No such version: Flux's InvalidChartReference (BuildFailed).
     env.apply_yaml::<HelmChart>(&chart("missing", "9.9.9", "podinfo"))
@@ -810,6 +811,7 @@ spec:
         ready.message,
         format!("packaged 'app' chart with version '1.0.0+{generation}'")
     );
+    assert_eq!(ready.reason, "ChartPackageSucceeded");
     let package = download_matches(&status["artifact"]).await;
     assert!(tar_entries(&package).contains(&"app/values.yaml".to_string()));
 

@@ -239,6 +239,7 @@ async fn reconcile_once(
                 &ctx,
                 &*bucket,
                 status,
+                super::SUCCEEDED,
                 &message,
                 is_new.then_some(revision.as_str()),
                 interval,

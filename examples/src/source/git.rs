@@ -236,6 +236,7 @@ async fn reconcile_once(
                 &ctx,
                 &*repo,
                 status,
+                super::SUCCEEDED,
                 &message,
                 is_new.then_some(revision.as_str()),
                 Some(interval),

@@ -391,6 +391,7 @@ async fn reconcile_repository_once(
                 &ctx,
                 &*repo,
                 status,
+                super::SUCCEEDED,
                 &message,
                 is_new.then_some(revision.as_str()),
                 interval,
@@ -876,6 +877,11 @@ async fn reconcile_chart_once(
                 &ctx,
                 &*chart,
                 status,
+                if pulled {
+                    "ChartPullSucceeded"
+                } else {
+                    "ChartPackageSucceeded"
+                },
                 &message,
                 is_new.then_some(revision.as_str()),
                 interval,

@@ -47,6 +47,9 @@ use crate::meta::{self, Condition};
 /// artifacts are gone from storage.
 pub const SOURCE_FINALIZER: &str = "finalizers.fluxcd.io";
 
+/// The reason of a successful reconcile (every kind but HelmChart).
+pub(crate) const SUCCEEDED: &str = "Succeeded";
+
 /// Condition type (HelmChart): building the chart failed.
 pub const BUILD_FAILED: &str = "BuildFailed";
 /// Condition type: writing or reading the storage failed.
@@ -448,13 +451,15 @@ pub(crate) async fn report_failure<K: SourceObject>(
     })
 }
 
-/// Writes a success into the status (`Ready=True`, `ArtifactInStorage=True` when there is
-/// an artifact, the failure conditions removed), records `NewArtifact` for a new revision,
-/// and requeues at the interval.
+/// Writes a success into the status (`Ready=True` and `ArtifactInStorage=True` with
+/// `reason`, the failure conditions removed), records an event for a new revision (Flux's
+/// `NewArtifact` when the reason is the generic `Succeeded`, the reason itself otherwise), and
+/// requeues at the interval.
 pub(crate) async fn report_ready<K: SourceObject>(
     ctx: &SourceContext,
     obj: &K,
     mut status: K::Status,
+    reason: &str,
     message: &str,
     new_revision: Option<&str>,
     interval: Option<Duration>,
@@ -462,19 +467,12 @@ pub(crate) async fn report_ready<K: SourceObject>(
     let generation = obj.meta().generation;
     status.set_observed_generation(generation);
     let conditions = status.conditions_mut();
-    meta::set_condition(
-        conditions,
-        meta::READY,
-        true,
-        "Succeeded",
-        message,
-        generation,
-    );
+    meta::set_condition(conditions, meta::READY, true, reason, message, generation);
     meta::set_condition(
         conditions,
         meta::ARTIFACT_IN_STORAGE,
         true,
-        "Succeeded",
+        reason,
         message,
         generation,
     );
@@ -489,8 +487,13 @@ pub(crate) async fn report_ready<K: SourceObject>(
     }
     write_status(ctx, obj, &mut status).await?;
     if let Some(revision) = new_revision {
+        let event = if reason == SUCCEEDED {
+            "NewArtifact"
+        } else {
+            reason
+        };
         ctx.events
-            .record(obj, Severity::Info, "NewArtifact", message, Some(revision));
+            .record(obj, Severity::Info, event, message, Some(revision));
     }
     Ok(interval.map_or_else(Action::await_change, Action::requeue))
 }
