@@ -1,7 +1,8 @@
 //! # gitops-source: the first stage of the GitOps pipeline
 //!
 //! Turns a source into a reproducible, verified `tar.gz` artifact with a `sha256:` digest and a
-//! Flux revision string (`main@sha1:<hex>`, `v1.2.3@sha1:<hex>`, `sha256:<hex>`), stores it,
+//! Flux revision string (`main@sha1:<hex>`, `v1.2.3@sha1:<hex>`, `sha256:<hex>`, a bare chart
+//! version `1.2.3+abcdef123456` for Helm charts), stores it,
 //! garbage-collects old ones, serves them over HTTP and downloads them again with digest
 //! verification and safe extraction — what Flux's source-controller does, as a library.
 //!
@@ -50,17 +51,17 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`revision`] | [`Revision`] and [`Digest`]: Flux's strings as types, `Display`/`FromStr` round trip |
+//! | [`revision`] | [`Revision`] and [`Digest`]: Flux's strings as types (digests, `<name>@<digest>`, HelmChart chart versions), `Display`/`FromStr` round trip |
 //! | [`semver`] | Masterminds constraint semantics (`>=1.0.0 <2.0.0`, `~1.2`, `^1`, `1.x`, `\|\|`, hyphen ranges, pre-releases) |
 //! | [`sourceignore`] | Flux's ignore layering: VCS, default exclusions, `.sourceignore` at any depth, spec ignore |
 //! | [`archive`] | reproducible `tar.gz` (uid/gid 0, no names, zero mtimes, 0600/0700/0750, sorted, no symlinks) |
 //! | [`store`] | [`ArtifactStore`]: `<kind>/<ns>/<name>/<file>`, atomic writes, per-object lock, retention GC |
 //! | [`server`] | [`ArtifactServer`]: GET/HEAD/ranges over axum, no listings, no traversal |
 //! | [`fetch`] | [`fetch_artifact`]: timeout and retries, digest verified before extraction, safe extraction with caps |
-//! | [`git`] | [`GitSource`] on gix: reference precedence, shallow fetch, ls-refs short cut, sparse checkout, submodules, auth |
+//! | [`git`] | [`GitSource`] on gix: reference precedence, shallow (depth 1) fetch, ls-refs short cut, sparse checkout, submodules, auth, HTTP(S) and SOCKS5 proxies |
 //! | [`bucket`] | [`BucketSource`] on object_store (S3 API): prefix, ignore rules on keys, `sha256` revision over sorted keys and etags, parallel download, unchanged listing downloads nothing |
-//! | [`helm`] | [`HelmRepositorySource`] (index.yaml, size limit, one streaming parse) and [`HelmChartSource`] (repository chart with digest check, or a chart directory in an artifact; values files; Flux revision suffixes) |
-//! | [`oci`] | [`OciSource`] on oci-client: tag/semver/digest, layer selector, Basic/bearer/docker config auth, manifest-digest short cut; [`push_artifact`] as `flux push artifact` |
+//! | [`helm`] | [`HelmRepositorySource`] (index.yaml, size limit, one streaming parse) and [`HelmChartSource`] (repository chart with digest check, `oci://` chart, or a chart directory in an artifact; values files; revision = chart version with Flux's build-metadata suffixes) |
+//! | [`oci`] | [`OciSource`] on oci-client: tag/semver/digest, layer selector, Basic / registry token flow / bearer / docker config auth (credential helpers for files), manifest-digest short cut; [`push_artifact`] as `flux push artifact` |
 //!
 //! Errors are one enum, [`SourceError`], whose variants name the URL, reference or path and
 //! whose [`SourceError::reason`] gives a stable condition reason (`AuthenticationFailed`,

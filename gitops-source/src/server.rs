@@ -1,4 +1,4 @@
-//! `ArtifactServer`: serves an [`ArtifactStore`](crate::store::ArtifactStore) over HTTP, as
+//! `ArtifactServer`: serves an [`ArtifactStore`] over HTTP, as
 //! source-controller's file server does (plain, no auth).
 //!
 //! `GET` and `HEAD` of `/<kind>/<namespace>/<name>/<file>` with range and conditional requests
