@@ -525,8 +525,14 @@ fn id_key(r: &Resource) -> (super::resource::Gvk, String, String) {
     (r.gvk(), r.name().to_string(), r.effective_ns())
 }
 
-fn append_all(acc: &mut Acc, rs: Vec<Resource>) -> Result<(), KustomizeError> {
-    let mut ids: std::collections::HashSet<_> = acc.resources.iter().map(id_key).collect();
+/// Appends resources, refusing an id already present. `ids` holds the ids of
+/// `acc.resources` (kept up to date across the appends of one resources list, while nothing
+/// else changes them).
+fn append_all(
+    acc: &mut Acc,
+    ids: &mut std::collections::HashSet<(super::resource::Gvk, String, String)>,
+    rs: Vec<Resource>,
+) -> Result<(), KustomizeError> {
     for r in rs {
         if !ids.insert(id_key(&r)) {
             return Err(KustomizeError::Conflict { id: r.id_string() });
@@ -754,6 +760,7 @@ fn accumulate_inner(
     // resources (and the deprecated bases)
     let mut entries = k.str_list("bases")?;
     entries.extend(k.str_list("resources")?);
+    let mut ids: std::collections::HashSet<_> = acc.resources.iter().map(id_key).collect();
     for e in entries {
         if is_remote(&e) {
             return Err(KustomizeError::Remote {
@@ -764,13 +771,13 @@ fn accumulate_inner(
         let target = ldr.resolve(&e, false)?;
         if target.is_dir() {
             let sub = accumulate(ctx, &target, false, Acc::default())?;
-            append_all(acc, sub.resources)?;
+            append_all(acc, &mut ids, sub.resources)?;
             acc.config.merge(&sub.config);
             acc.vars.extend(sub.vars);
         } else {
             let (p, text) = ldr.read_text(&e)?;
             let rs = read_resources(&p, &text)?;
-            append_all(acc, rs)?;
+            append_all(acc, &mut ids, rs)?;
         }
         if !acc.resources.is_empty() && ctx.openapi.custom.is_none() {
             ctx.openapi.builtin_pending = true;
@@ -1426,7 +1433,7 @@ fn split_image(image: &str) -> (String, String, String) {
 }
 
 struct ImageSpec {
-    re: regex::Regex,
+    re: ImageMatcher,
     new_name: String,
     new_tag: String,
     digest: String,
@@ -1461,6 +1468,54 @@ impl ImageSpec {
     }
 }
 
+/// kustomize's image match, `^NAME(@sha256)?(:[a-zA-Z0-9_.{}-]*)?$` with NAME as a regular
+/// expression. A name whose only regex syntax is `.` (any character), the usual case
+/// (`registry.example.com/app`), is matched without compiling an expression.
+enum ImageMatcher {
+    Literal(String),
+    Regex(regex::Regex),
+}
+
+impl ImageMatcher {
+    fn new(name: &str) -> Result<Self, KustomizeError> {
+        if name.split('.').all(|part| regex::escape(part) == part) {
+            return Ok(ImageMatcher::Literal(name.to_string()));
+        }
+        regex::Regex::new(&format!("^{name}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$"))
+            .or_else(|_| {
+                regex::Regex::new(&format!(
+                    "^{}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$",
+                    regex::escape(name)
+                ))
+            })
+            .map(ImageMatcher::Regex)
+            .map_err(|e| KustomizeError::transform("images", e.to_string()))
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        match self {
+            ImageMatcher::Regex(re) => re.is_match(s),
+            ImageMatcher::Literal(name) => {
+                let mut chars = s.chars();
+                for n in name.chars() {
+                    match chars.next() {
+                        Some(c) if c == n || (n == '.' && c != '\n') => {}
+                        _ => return false,
+                    }
+                }
+                let rest = chars.as_str();
+                let rest = rest.strip_prefix("@sha256").unwrap_or(rest);
+                match rest.strip_prefix(':') {
+                    None => rest.is_empty(),
+                    Some(tag) => tag
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"_.{}-".contains(&c)),
+                }
+            }
+        }
+    }
+}
+
 fn walk_containers(v: &mut Value, spec: &ImageSpec) {
     match v {
         Value::Map(m) => {
@@ -1486,14 +1541,7 @@ fn walk_containers(v: &mut Value, spec: &ImageSpec) {
 fn image_transform(acc: &mut Acc, i: &Value, specs: &[FieldSpec]) -> Result<(), KustomizeError> {
     let s = |k: &str| i.get(k).and_then(Value::scalar_text).unwrap_or_default();
     let name = s("name");
-    let re = regex::Regex::new(&format!("^{name}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$"))
-        .or_else(|_| {
-            regex::Regex::new(&format!(
-                "^{}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$",
-                regex::escape(&name)
-            ))
-        })
-        .map_err(|e| KustomizeError::transform("images", e.to_string()))?;
+    let re = ImageMatcher::new(&name)?;
     let spec = ImageSpec {
         re,
         new_name: s("newName"),
@@ -1869,4 +1917,35 @@ fn value_add(acc: &mut Acc, cfg: &Value, ldr: &Loader) -> Result<(), KustomizeEr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImageMatcher;
+
+    #[test]
+    fn image_names_match_as_kustomize_regex_does() {
+        for name in ["registry.example.com/app", "nginx", "a.b", "app[0-9]", "x+"] {
+            let literal = ImageMatcher::new(name).expect("matcher");
+            let re = regex::Regex::new(&format!("^{name}(@sha256)?(:[a-zA-Z0-9_.{{}}-]*)?$"))
+                .expect("regex");
+            for img in [
+                name,
+                "registry.example.com/app:1.0",
+                "registry.example.com/app@sha256:abc",
+                "registryXexample.com/app:v1",
+                "registry.example.com/app2",
+                "registry.example.com/app:bad/tag",
+                "nginx:1.25",
+                "nginx@sha256",
+                "nginxx",
+                "axb:1",
+                "app7:1",
+                "xx:1",
+                "",
+            ] {
+                assert_eq!(literal.is_match(img), re.is_match(img), "{name} vs {img}");
+            }
+        }
+    }
 }

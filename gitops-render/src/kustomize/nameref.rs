@@ -1,6 +1,8 @@
 //! Name references: when an object's name changed (prefix, suffix, hash), fields that named it
 //! are updated, following kustomize's nameReference configuration.
 
+use std::collections::HashMap;
+
 use super::KustomizeError;
 use super::fieldspec::{NameRef, TransformerConfig, visit_field};
 use super::resource::{Gvk, Resource};
@@ -29,39 +31,59 @@ fn common_lineage(a: &[usize], b: &[usize]) -> usize {
         .count()
 }
 
+/// The candidates of one rule, indexed by every name they had.
+struct Candidates {
+    all: Vec<Candidate>,
+    by_name: HashMap<String, Vec<usize>>,
+}
+
+impl Candidates {
+    fn new(all: Vec<Candidate>) -> Self {
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, c) in all.iter().enumerate() {
+            for (n, _) in &c.names {
+                let v = by_name.entry(n.clone()).or_default();
+                if v.last() != Some(&i) {
+                    v.push(i);
+                }
+            }
+        }
+        Candidates { all, by_name }
+    }
+}
+
 /// Picks the object a referring field means: the one of the target kind that had the name,
 /// in the referrer's namespace, sharing the most of the referrer's build path.
 fn pick<'a>(
-    cands: &'a [Candidate],
+    cands: &'a Candidates,
     referrer_idx: usize,
     name: &str,
     ns: Option<&str>,
     lineage: &[usize],
 ) -> Option<&'a Candidate> {
-    let matching: Vec<&Candidate> = cands
-        .iter()
-        .filter(|c| c.idx != referrer_idx)
-        .filter(|c| {
-            c.names.iter().any(|(n, cns)| {
-                n == name
-                    && (c.cluster
-                        || ns.is_none()
-                        || ns == Some(cns.as_str())
-                        || ns == Some(c.cur_ns.as_str()))
-            })
-        })
-        .collect();
-    if matching.is_empty() {
-        return None;
+    let ids = cands.by_name.get(name)?;
+    let mut best: Option<(&Candidate, usize)> = None;
+    for &i in ids {
+        let c = &cands.all[i];
+        if c.idx == referrer_idx {
+            continue;
+        }
+        let fits = c.names.iter().any(|(n, cns)| {
+            n == name
+                && (c.cluster
+                    || ns.is_none()
+                    || ns == Some(cns.as_str())
+                    || ns == Some(c.cur_ns.as_str()))
+        });
+        if !fits {
+            continue;
+        }
+        let score = common_lineage(&c.lineage, lineage);
+        if best.is_none_or(|(_, b)| score > b) {
+            best = Some((c, score));
+        }
     }
-    let best = matching
-        .iter()
-        .map(|c| common_lineage(&c.lineage, lineage))
-        .max()
-        .unwrap_or(0);
-    matching
-        .into_iter()
-        .find(|c| common_lineage(&c.lineage, lineage) == best)
+    best.map(|(c, _)| c)
 }
 
 fn ns_key(ns: &str) -> String {
@@ -131,6 +153,7 @@ fn fix_rule(resources: &mut [Resource], rule: &NameRef) -> Result<(), KustomizeE
     }) {
         return Ok(());
     }
+    let cands = Candidates::new(cands);
     let target_kind = rule.target.kind.clone();
     for (ri, r) in resources.iter_mut().enumerate() {
         let gvk = r.gvk();
@@ -169,7 +192,7 @@ fn fix_rule(resources: &mut [Resource], rule: &NameRef) -> Result<(), KustomizeE
 
 fn update_value(
     v: &mut Value,
-    cands: &[Candidate],
+    cands: &Candidates,
     ri: usize,
     ns: Option<&str>,
     lineage: &[usize],
