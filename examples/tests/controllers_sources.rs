@@ -485,6 +485,37 @@ spec:
         pushed.layer_digest
     );
 
+    // A Flux field this controller does not implement stalls the object and says which.
+    env.apply_yaml::<OCIRepository>(&format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: OCIRepository
+metadata:
+  name: verified
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  url: {url}
+  verify:
+    provider: cosign
+"
+    ))
+    .await;
+    let failed = wait_failed::<OCIRepository>(&env, "verified", "UnsupportedField").await;
+    assert_eq!(
+        failed.message,
+        "spec.verify is not supported by this controller"
+    );
+    let status = status_of(
+        &env.api::<OCIRepository>()
+            .get("verified")
+            .await
+            .expect("get"),
+    );
+    assert!(
+        meta::find_condition(&conditions_of(&status), meta::STALLED)
+            .is_some_and(|c| c.status == "True")
+    );
+
     // A wrong password: Flux's OCIArtifactPullFailed, retried, and the secret is not shown.
     env.apply_yaml::<OCIRepository>(&example("wrong", "wrongcred"))
         .await;

@@ -74,6 +74,14 @@ pub struct BucketSpec {
     /// Stop reconciling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// A security token service for temporary credentials (accepted, not supported: the
+    /// object stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::opaque_object_schema")]
+    pub sts: Option<serde_json::Value>,
+    /// A Secret with the address of a proxy (accepted, not supported: the object stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_secret_ref: Option<LocalObjectReference>,
 }
 
 fn provider_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -153,6 +161,10 @@ async fn bucket_source(client: &Client, bucket: &Bucket) -> Result<BucketSource,
             format!("spec.provider '{provider}': only 'generic' is supported by this controller"),
         ));
     }
+    super::refuse_unsupported(&[
+        ("sts", spec.sts.is_some()),
+        ("proxySecretRef", spec.proxy_secret_ref.is_some()),
+    ])?;
     if spec.endpoint.contains("://") {
         return Err(Failure::stalled(
             "URLInvalid",

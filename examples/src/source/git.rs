@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use gitops_source::{GitAuth, GitReference, GitSource, Source as _, SourceError};
+use gitops_source::{GitAuth, GitReference, GitSource, ProxySettings, Source as _, SourceError};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -70,6 +70,31 @@ pub struct GitRepositorySpec {
     /// A Secret with `address` (and optional `username`/`password`) of a proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_secret_ref: Option<LocalObjectReference>,
+    /// The OIDC provider for Git authentication; only `generic` (the Secret's credentials)
+    /// is supported by this controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "git_provider_schema")]
+    pub provider: Option<String>,
+    /// Commit signature verification (accepted, not supported: the object stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::opaque_object_schema")]
+    pub verify: Option<serde_json::Value>,
+    /// Artifacts of other GitRepositories to include (accepted, not supported: the object
+    /// stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "include_schema")]
+    pub include: Option<Vec<serde_json::Value>>,
+}
+
+fn include_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+fn git_provider_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    super::string_default_schema("generic", Some(&["generic", "azure", "github"]))
 }
 
 /// `GitRepository.spec.ref`.
@@ -163,6 +188,17 @@ async fn git_source(client: &Client, repo: &GitRepository) -> Result<GitSource, 
     let namespace = repo.namespace().unwrap_or_default();
     let object = object_ref(repo)?;
     let spec = &repo.spec;
+    super::refuse_unsupported(&[
+        ("verify", spec.verify.is_some()),
+        (
+            "include",
+            spec.include.as_ref().is_some_and(|i| !i.is_empty()),
+        ),
+        (
+            "provider",
+            spec.provider.as_deref().is_some_and(|p| p != "generic"),
+        ),
+    ])?;
     let mut source = GitSource::new(spec.url.clone(), object);
     if let Some(r) = &spec.reference {
         source.reference = GitReference {
@@ -195,6 +231,24 @@ async fn git_source(client: &Client, repo: &GitRepository) -> Result<GitSource, 
             },
             known_hosts: get("known_hosts"),
         };
+    }
+    if let Some(proxy_ref) = &spec.proxy_secret_ref {
+        let data = secret_data(client, &namespace, &proxy_ref.name).await?;
+        let text = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+        let Some(address) = text("address").filter(|a| !a.is_empty()) else {
+            return Err(Failure::retry(
+                meta::FETCH_FAILED,
+                "AuthenticationFailed",
+                format!(
+                    "invalid proxy secret '{namespace}/{}': key 'address' is missing",
+                    proxy_ref.name
+                ),
+            ));
+        };
+        source.proxy = Some(ProxySettings {
+            address,
+            basic: text("username").zip(text("password")),
+        });
     }
     Ok(source)
 }

@@ -85,6 +85,11 @@ pub struct HelmRepositorySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "provider_schema")]
     pub provider: Option<String>,
+    /// Flux's provisional cross-namespace access list (not implemented by Flux either:
+    /// accepted and ignored, as Flux does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::opaque_object_schema")]
+    pub access_from: Option<serde_json::Value>,
 }
 
 fn optional_duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -182,6 +187,10 @@ pub struct HelmChartSpec {
     /// Stop reconciling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// Signature verification of OCI charts (accepted, not supported: the object stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::opaque_object_schema")]
+    pub verify: Option<serde_json::Value>,
 }
 
 fn version_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -565,6 +574,7 @@ async fn plan_chart(ctx: &SourceContext, chart: &HelmChart) -> Result<ChartPlan,
     let name = &source_ref.name;
     let get_failed =
         |e: kube::Error| source_unavailable(&source_ref.kind, &namespace, name, &format!(": {e}"));
+    super::refuse_unsupported(&[("verify", chart.spec.verify.is_some())])?;
     let object = object_ref(chart)?;
     match source_ref.kind.as_str() {
         "HelmRepository" => {

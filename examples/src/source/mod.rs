@@ -564,6 +564,39 @@ pub(crate) async fn secret_data(
     Ok(data)
 }
 
+/// Flux fields this controller accepts in the schema (so Flux's YAML applies unchanged) but
+/// does not implement: any of them set stalls the object with `UnsupportedField`, naming it,
+/// rather than silently doing something else than Flux.
+pub(crate) fn refuse_unsupported(fields: &[(&str, bool)]) -> Result<(), Failure> {
+    let set: Vec<&str> = fields
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+    if set.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::stalled(
+        "UnsupportedField",
+        format!(
+            "{} not supported by this controller",
+            set.iter()
+                .map(|f| format!("spec.{f}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+                + if set.len() == 1 { " is" } else { " are" }
+        ),
+    ))
+}
+
+/// The schema of a Flux object field this controller keeps opaque.
+pub(crate) fn opaque_object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
 /// The schema of a string with a default (Flux's `+kubebuilder:default`).
 pub(crate) fn string_default_schema(default: &str, values: Option<&[&str]>) -> schemars::Schema {
     let mut schema = serde_json::json!({"type": "string", "default": default});
@@ -607,6 +640,19 @@ mod tests {
         let mut broken = status("1.1.0");
         broken.digest = Some("md5:00".into());
         assert!(broken.to_artifact().is_none());
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        assert!(refuse_unsupported(&[("verify", false)]).is_ok());
+        let f = refuse_unsupported(&[("verify", true), ("sts", false), ("include", true)])
+            .expect_err("refused");
+        assert!(f.stalled);
+        assert_eq!(f.reason, "UnsupportedField");
+        assert_eq!(
+            f.message,
+            "spec.verify, spec.include are not supported by this controller"
+        );
     }
 
     #[test]

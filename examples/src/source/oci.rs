@@ -77,6 +77,17 @@ pub struct OCIRepositorySpec {
     /// Stop reconciling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// Signature verification (accepted, not supported: the object stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::opaque_object_schema")]
+    pub verify: Option<serde_json::Value>,
+    /// A ServiceAccount whose image pull secrets to use (accepted, not supported: the object
+    /// stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// A Secret with the address of a proxy (accepted, not supported: the object stalls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_secret_ref: Option<LocalObjectReference>,
 }
 
 fn provider_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -196,6 +207,11 @@ async fn oci_source(client: &Client, repo: &OCIRepository) -> Result<OciSource, 
             format!("spec.provider '{provider}': only 'generic' is supported by this controller"),
         ));
     }
+    super::refuse_unsupported(&[
+        ("verify", spec.verify.is_some()),
+        ("serviceAccountName", spec.service_account_name.is_some()),
+        ("proxySecretRef", spec.proxy_secret_ref.is_some()),
+    ])?;
     let mut source = OciSource::new(spec.url.clone(), object_ref(repo)?);
     if let Some(r) = &spec.reference {
         source.reference = OciReference {
