@@ -52,8 +52,8 @@ pub struct Chart {
     pub schema: Option<String>,
     /// Templates: path relative to the chart (`templates/x.yaml`) and text.
     pub templates: Vec<(String, String)>,
-    /// Every other file (including `crds/`), relative path and bytes.
-    pub files: Vec<(String, Vec<u8>)>,
+    /// Every other file (including `crds/`), relative path and bytes (shared with `.Files`).
+    pub files: Vec<(String, std::rc::Rc<Vec<u8>>)>,
     /// Loaded subcharts.
     pub subcharts: Vec<Chart>,
     /// The chart's path within the root chart (`parent/charts/child`), set when rendering.
@@ -333,6 +333,11 @@ fn parse_dependencies(v: Option<&Value>) -> Vec<Dependency> {
         .collect()
 }
 
+/// The bytes as text, invalid UTF-8 replaced; without a copy when they are valid.
+pub(crate) fn into_string_lossy(data: Vec<u8>) -> String {
+    String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Builds a chart from its files (paths relative to the chart root).
 pub fn load_files(files: Vec<(String, Vec<u8>)>, origin: &str) -> Result<Chart, HelmError> {
     let err = |m: String| HelmError::Chart {
@@ -370,18 +375,18 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, origin: &str) -> Result<Chart, 
             }
             "requirements.lock" | "Chart.lock" => {}
             n if n.starts_with("templates/") => {
-                templates.push((name.clone(), String::from_utf8_lossy(&data).into_owned()));
+                templates.push((name.clone(), into_string_lossy(data)));
             }
             n if n.starts_with("charts/") => {
                 if n.ends_with(".prov") {
-                    other.push((name.clone(), data));
+                    other.push((name.clone(), std::rc::Rc::new(data)));
                     continue;
                 }
                 let rest = &n["charts/".len()..];
                 let cname = rest.split('/').next().unwrap_or(rest).to_string();
                 sub.entry(cname).or_default().push((rest.to_string(), data));
             }
-            _ => other.push((name, data)),
+            _ => other.push((name, std::rc::Rc::new(data))),
         }
     }
     let Some(Value::Map(cm)) = chart_yaml else {

@@ -1729,8 +1729,34 @@ fn wrap(s: &str, width: usize, nl: &str) -> String {
     out
 }
 
+/// Compiled patterns kept per thread: charts call `regexMatch`/`regexReplaceAll` with the same
+/// handful of literal patterns thousands of times, and compiling one costs far more than
+/// matching (a `regex::Regex` clone is a reference count).
+const REGEX_CACHE_MAX: usize = 512;
+
 fn regex(p: &str) -> Result<regex::Regex, FuncError> {
-    regex::Regex::new(p).map_err(|e| FuncError::Msg(format!("error parsing regexp: {e}")))
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, regex::Regex>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    if let Some(re) = CACHE.with(|c| c.borrow().get(p).cloned()) {
+        return Ok(re);
+    }
+    let re =
+        regex::Regex::new(p).map_err(|e| FuncError::Msg(format!("error parsing regexp: {e}")))?;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= REGEX_CACHE_MAX {
+            c.clear();
+        }
+        c.insert(p.to_string(), re.clone());
+    });
+    Ok(re)
+}
+
+/// A compiled pattern from the per-thread cache (`None` when it does not compile).
+pub(crate) fn cached_regex(p: &str) -> Option<regex::Regex> {
+    regex(p).ok()
 }
 
 /// Converts Go's `$1`/`${name}` expansion to the regex crate's (same syntax, but Go treats

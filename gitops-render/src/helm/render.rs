@@ -183,17 +183,39 @@ pub struct Rendered {
 impl Rendered {
     /// The exact text `helm template` prints on stdout.
     pub fn to_helm_output(&self) -> String {
-        let mut b = String::new();
+        const HEAD: &str = "---\n# Source: ";
+        let doc_len = |src: &str, text: &str| HEAD.len() + src.len() + 1 + text.len() + 1;
+        let size = self
+            .crds
+            .iter()
+            .map(|(s, t)| doc_len(s, t))
+            .chain(
+                self.manifests
+                    .iter()
+                    .map(|m| doc_len(&m.source, &m.content)),
+            )
+            .sum::<usize>()
+            + 1;
+        let mut out = String::with_capacity(size);
+        let push = |out: &mut String, src: &str, text: &str| {
+            out.push_str(HEAD);
+            out.push_str(src);
+            out.push('\n');
+            out.push_str(text);
+            out.push('\n');
+        };
         for (src, text) in &self.crds {
-            b.push_str(&format!("---\n# Source: {src}\n{text}\n"));
+            push(&mut out, src, text);
         }
         for m in self.manifests.iter().filter(|m| !m.hook) {
-            b.push_str(&format!("---\n# Source: {}\n{}\n", m.source, m.content));
+            push(&mut out, &m.source, &m.content);
         }
-        let mut out = b.trim_matches(go_space).to_string();
+        // Helm trims the non-hook part (which, when not empty, starts with `---`).
+        let kept = out.trim_end_matches(go_space).len();
+        out.truncate(kept);
         out.push('\n');
         for m in self.manifests.iter().filter(|m| m.hook) {
-            out.push_str(&format!("---\n# Source: {}\n{}\n", m.source, m.content));
+            push(&mut out, &m.source, &m.content);
         }
         out
     }
@@ -228,11 +250,12 @@ impl Object for Files {
             ),
             "GetBytes" => Value::Bytes(self.files.get(&arg(0)).cloned().unwrap_or_default()),
             "Glob" => {
-                let pat = arg(0);
+                let pattern = arg(0);
+                let matches = glob_matcher(&pattern);
                 let files = self
                     .files
                     .iter()
-                    .filter(|(n, _)| glob_doublestar(&pat, n))
+                    .filter(|(n, _)| matches(n))
                     .map(|(n, d)| (n.clone(), d.clone()))
                     .collect();
                 Value::Object(Rc::new(Files { files }))
@@ -305,9 +328,15 @@ fn base(p: &str) -> String {
 }
 
 /// gobwas/glob with `/` as separator: `**` crosses directories, `*` does not.
+#[cfg(test)]
 fn glob_doublestar(pattern: &str, name: &str) -> bool {
+    glob_matcher(pattern)(name)
+}
+
+/// The matcher for one pattern, compiled once for all the files it is tried on.
+fn glob_matcher(pattern: &str) -> Box<dyn Fn(&str) -> bool + '_> {
     if !pattern.contains("**") && !pattern.contains('{') {
-        return glob_match(pattern, name);
+        return Box::new(move |name| glob_match(pattern, name));
     }
     let mut re = String::from("^");
     let chars: Vec<char> = pattern.chars().collect();
@@ -330,9 +359,10 @@ fn glob_doublestar(pattern: &str, name: &str) -> bool {
         i += 1;
     }
     re.push('$');
-    regex::Regex::new(&re)
-        .map(|r| r.is_match(name))
-        .unwrap_or(false)
+    match regex::Regex::new(&re) {
+        Ok(r) => Box::new(move |name| r.is_match(name)),
+        Err(_) => Box::new(|_| false),
+    }
 }
 
 struct KubeVersion {
@@ -461,7 +491,7 @@ fn collect_templates(
         files: c
             .files
             .iter()
-            .map(|(n, d)| (n.clone(), Rc::new(d.clone())))
+            .map(|(n, d)| (n.clone(), d.clone()))
             .collect(),
     };
     let subcharts = Value::new_map();
@@ -547,10 +577,11 @@ fn crd_objects(c: &Chart, parent_path: Option<&str>, out: &mut Vec<(String, Stri
         if name.starts_with("crds/")
             && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
         {
-            out.push((
-                format!("{full_path}/{name}"),
-                String::from_utf8_lossy(data).into_owned(),
-            ));
+            let text = match std::str::from_utf8(data) {
+                Ok(t) => t.to_owned(),
+                Err(_) => String::from_utf8_lossy(data).into_owned(),
+            };
+            out.push((format!("{full_path}/{name}"), text));
         }
     }
     for sub in &c.subcharts {
@@ -617,8 +648,15 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
 
     let fmap = funcs::func_map();
     let mut set = Set::default();
+    // Identical files (a library chart vendored by several subcharts) are parsed once.
+    let mut parsed_texts: std::collections::HashMap<&str, template::Parsed> =
+        std::collections::HashMap::new();
     for k in &keys {
         let r = &tpls[k];
+        if let Some(p) = parsed_texts.get(r.text.as_str()) {
+            set.add(p.renamed(k));
+            continue;
+        }
         let parsed = template::parse(k, &r.text, &|n| fmap.contains_key(n)).map_err(|e| {
             let msg = e.to_string();
             let tokens: Vec<&str> = msg.split(": ").collect();
@@ -632,8 +670,10 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
                 ))
             }
         })?;
-        set.add(parsed);
+        set.add(parsed.renamed(k));
+        parsed_texts.insert(&r.text, parsed);
     }
+    drop(parsed_texts);
     let limits = Limits {
         max_depth: opts.max_depth,
         max_output: opts.max_output,
@@ -686,26 +726,59 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
     })
 }
 
+/// Helm's `releaseutil.SplitManifests`: trim, split on `(?:^|\s*\n)---\s*` (Go's `\s` is
+/// `[\t\n\f\r ]`), drop empty pieces, trim each. The separator is matched by hand: a match
+/// starts at the whitespace run that ends with the `\n` before `---` (leftmost-first), or at
+/// the very start, and swallows the whitespace after `---`.
 fn split_manifests(big: &str) -> Vec<String> {
-    static SEP: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let sep = SEP.get_or_init(|| {
-        regex::Regex::new(r"(?:^|[\t\n\x0B\x0C\r ]*\n)---[\t\n\x0B\x0C\r ]*").expect("static regex")
-    });
-    let trimmed = big.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0B');
-    sep.split(trimmed)
-        .filter(|d| !d.is_empty())
-        .map(|d| {
-            d.trim_matches(|c: char| c.is_ascii_whitespace() || c == '\x0B')
-                .to_string()
-        })
-        .collect()
+    fn go_re_space(c: u8) -> bool {
+        matches!(c, b'\t' | b'\n' | b'\x0C' | b'\r' | b' ')
+    }
+    let trimmed = big.trim_matches(char::is_whitespace);
+    let b = trimmed.as_bytes();
+    let mut docs = Vec::new();
+    let mut push = |d: &str| {
+        if !d.is_empty() {
+            docs.push(d.trim_matches(char::is_whitespace).to_string());
+        }
+    };
+    let skip_space = |mut i: usize| {
+        while i < b.len() && go_re_space(b[i]) {
+            i += 1;
+        }
+        i
+    };
+    // `^---` at the start.
+    let mut piece_start = 0;
+    if trimmed.starts_with("---") {
+        push("");
+        piece_start = skip_space(3);
+    }
+    let mut search = piece_start;
+    while let Some(off) = trimmed[search..].find("\n---") {
+        let nl = search + off;
+        // The leftmost start: back over the whitespace run ending at this newline, but not
+        // into the previous match.
+        let mut start = nl;
+        while start > search && go_re_space(b[start - 1]) {
+            start -= 1;
+        }
+        push(&trimmed[piece_start..start]);
+        piece_start = skip_space(nl + 4);
+        search = piece_start;
+    }
+    push(&trimmed[piece_start..]);
+    docs
 }
 
 /// Parses a document for its head (kind, annotations). go-yaml v2 accepts quoted scalars whose
 /// continuation lines are not indented, which our stricter parser rejects; for that one case
 /// the head is read from the top-level `apiVersion`/`kind`/`metadata` lines alone.
+/// The top-level keys Helm's `SimpleHead` reads.
+const HEAD_KEYS: &[&str] = &["apiVersion", "kind", "metadata"];
+
 fn parse_head(doc: &str) -> Result<Value, yaml::YamlError> {
-    match yaml::parse(doc) {
+    match yaml::parse_keys(doc, HEAD_KEYS) {
         Ok(v) => Ok(v),
         Err(e) if e.0.contains("invalid indentation in quoted scalar") => {
             let mut head = String::new();
@@ -723,7 +796,7 @@ fn parse_head(doc: &str) -> Result<Value, yaml::YamlError> {
                     head.push('\n');
                 }
             }
-            yaml::parse(&head).map_err(|_| e)
+            yaml::parse_keys(&head, HEAD_KEYS).map_err(|_| e)
         }
         Err(e) => Err(e),
     }
@@ -819,6 +892,37 @@ mod tests {
     fn splits_like_helm() {
         let docs = split_manifests("\n---\na: 1\n---\n\nb: 2\n--- \n");
         assert_eq!(docs, vec!["a: 1".to_string(), "b: 2".to_string()]);
+    }
+
+    /// What Go's `regexp.Split` does with Helm's separator, written the slow way.
+    fn split_with_pattern(big: &str) -> Vec<String> {
+        let sep = regex::Regex::new(r"(?:^|[\t\n\x0C\r ]*\n)---[\t\n\x0C\r ]*").expect("pattern");
+        sep.split(big.trim_matches(char::is_whitespace))
+            .filter(|d| !d.is_empty())
+            .map(|d| d.trim_matches(char::is_whitespace).to_string())
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hand_split_agrees_with_the_pattern(s in "([-a \n\t\x0B]|---|\n---){0,30}") {
+            proptest::prop_assert_eq!(split_manifests(&s), split_with_pattern(&s), "{:?}", s);
+        }
+    }
+
+    #[test]
+    fn split_corner_cases() {
+        for s in [
+            "---",
+            "a\n---b",
+            "a\n----",
+            "a\n---\n---\nb",
+            "a \n \n---\n",
+            "---\n---",
+        ] {
+            assert_eq!(split_manifests(s), split_with_pattern(s), "{s:?}");
+        }
+        assert_eq!(split_manifests("a\n---b"), vec!["a", "b"]);
     }
 
     #[test]

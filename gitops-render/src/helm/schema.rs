@@ -160,7 +160,7 @@ fn check(root: &J, s: &J, v: &J, ctx: &str, errs: &mut Vec<String>) {
                 let mut matched = props.is_some_and(|p| p.contains_key(k));
                 if let Some(pp) = pattern_props {
                     for (pat, ps) in pp {
-                        if regex::Regex::new(pat)
+                        if super::funcs::cached_regex(pat)
                             .map(|r| r.is_match(k))
                             .unwrap_or(false)
                         {
@@ -223,7 +223,7 @@ fn check(root: &J, s: &J, v: &J, ctx: &str, errs: &mut Vec<String>) {
                 ));
             }
             if let Some(J::String(p)) = s.get("pattern")
-                && let Ok(re) = regex::Regex::new(p)
+                && let Some(re) = super::funcs::cached_regex(p)
                 && !re.is_match(st)
             {
                 errs.push(format!("{ctx}: Does not match pattern '{p}'"));

@@ -57,6 +57,23 @@ pub fn parse(src: &str) -> Result<Value, YamlError> {
         .unwrap_or(Value::Nil))
 }
 
+/// Parses the first document like [`parse`] (same errors), converting only the named
+/// top-level keys: what a caller reading a document's head (`kind`, `metadata`) needs.
+pub fn parse_keys(src: &str, keys: &[&str]) -> Result<Value, YamlError> {
+    let nodes = parse_nodes(src)?;
+    Ok(match nodes.into_iter().next() {
+        Some(Node::Map(items)) => {
+            let items = items
+                .into_iter()
+                .filter(|(k, _)| matches!(k, Node::Str(s) if keys.contains(&s.as_str())))
+                .collect();
+            to_json_value(&Node::Map(items), true)
+        }
+        Some(n) => to_json_value(&n, true),
+        None => Value::Nil,
+    })
+}
+
 /// Parses the first document keeping integers as `Int` (go-yaml v2 decoding into structs,
 /// as Helm reads `Chart.yaml`).
 pub fn parse_typed(src: &str) -> Result<Value, YamlError> {
@@ -1040,16 +1057,11 @@ fn resolve_plain_for_emit(s: &str) -> Node {
 }
 
 /// go-yaml v2's timestamp formats: `2006-1-2T15:4:5.999999999Z07:00`, `2006-1-2t15:4:5...`,
-/// `2006-1-2 15:4:5...`, `2006-1-2`.
+/// `2006-1-2 15:4:5...`, `2006-1-2`; the shape is
+/// `^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(([Tt]| +)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]*)?(Z|[-+][0-9]{1,2}(:[0-9]{2})?)?)?$`,
+/// matched by hand (every repetition is followed by a non-digit, so greedy is exact).
 fn is_timestamp(s: &str) -> bool {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(
-            r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(([Tt]| +)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]*)?((Z)|([-+][0-9]{1,2}(:[0-9]{2})?))?)?$",
-        )
-        .expect("static regex")
-    });
-    if !re.is_match(s) {
+    if !timestamp_shape(s) {
         return false;
     }
     // Go's time.Parse validates ranges (month 1-12, day 1-31, hour < 24 ...).
@@ -1061,21 +1073,98 @@ fn is_timestamp(s: &str) -> bool {
     (1..=12).contains(&m) && (1..=31).contains(&d)
 }
 
-/// `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`
+fn timestamp_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize, min: usize, max: usize| -> bool {
+        let start = *i;
+        while *i < b.len() && *i - start < max && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start >= min
+    };
+    let byte = |i: &mut usize, c: u8| -> bool {
+        if b.get(*i) == Some(&c) {
+            *i += 1;
+            true
+        } else {
+            false
+        }
+    };
+    {
+        if !(digits(&mut i, 4, 4) && byte(&mut i, b'-') && digits(&mut i, 1, 2)) {
+            return false;
+        }
+        if !(byte(&mut i, b'-') && digits(&mut i, 1, 2)) {
+            return false;
+        }
+        if i == b.len() {
+            return true;
+        }
+        if !(byte(&mut i, b'T') || byte(&mut i, b't')) {
+            if !byte(&mut i, b' ') {
+                return false;
+            }
+            while byte(&mut i, b' ') {}
+        }
+        if !(digits(&mut i, 1, 2)
+            && byte(&mut i, b':')
+            && digits(&mut i, 1, 2)
+            && byte(&mut i, b':')
+            && digits(&mut i, 1, 2))
+        {
+            return false;
+        }
+        if byte(&mut i, b'.') {
+            digits(&mut i, 0, usize::MAX);
+        }
+        if byte(&mut i, b'Z') {
+        } else if (byte(&mut i, b'-') || byte(&mut i, b'+'))
+            && (!digits(&mut i, 1, 2) || (byte(&mut i, b':') && !digits(&mut i, 2, 2)))
+        {
+            return false;
+        }
+        i == b.len()
+    }
+}
+
+/// `^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$`, matched by hand.
 fn is_base60_float(s: &str) -> bool {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
-            .expect("static regex")
-    });
-    if s.is_empty() {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if matches!(b.first(), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    if !b.get(i).is_some_and(u8::is_ascii_digit) {
         return false;
     }
-    let c = s.as_bytes()[0];
-    if !(c == b'+' || c == b'-' || c.is_ascii_digit()) || !s.contains(':') {
+    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'_') {
+        i += 1;
+    }
+    let mut groups = 0;
+    while b.get(i) == Some(&b':') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        match i - start {
+            1 => {}
+            2 if b[start] <= b'5' => {}
+            _ => return false,
+        }
+        groups += 1;
+    }
+    if groups == 0 {
         return false;
     }
-    re.is_match(s)
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'_') {
+            i += 1;
+        }
+    }
+    i == b.len()
 }
 
 /// go-yaml v2's key order: numbers inside strings compare numerically.
@@ -1169,5 +1258,50 @@ mod tests {
         let mut keys = vec!["a10", "a2", "b", "A", "a1"];
         keys.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(keys, vec!["A", "a1", "a2", "a10", "b"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hand_matchers_agree_with_the_patterns(s in proptest::prop_oneof![
+            "[0-9:._+TtZ -]{0,24}",
+            "[0-9]{3,5}-[0-9]{1,3}-[0-9]{1,3}(([Tt]| {1,2})[0-9]{1,3}:[0-9]{1,2}:[0-9]{1,3}(\\.[0-9]{0,3})?(Z|[-+][0-9]{1,3}(:[0-9]{1,3})?)?)?x?",
+            "[-+]?[0-9_]{1,3}(:[0-9]{1,3}){0,3}(\\.[0-9_]{0,2})?",
+        ]) {
+            let ts = regex::Regex::new(
+                r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(([Tt]| +)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\.[0-9]*)?((Z)|([-+][0-9]{1,2}(:[0-9]{2})?))?)?$",
+            ).expect("pattern");
+            let b60 = regex::Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+                .expect("pattern");
+            proptest::prop_assert_eq!(timestamp_shape(&s), ts.is_match(&s), "timestamp {:?}", s);
+            proptest::prop_assert_eq!(is_base60_float(&s), b60.is_match(&s), "base60 {:?}", s);
+        }
+    }
+
+    #[test]
+    fn hand_matchers_on_known_shapes() {
+        for t in [
+            "2001-12-14",
+            "2001-12-14t21:59:43.10-05:00",
+            "2001-12-14 21:59:43.10-5",
+            "2002-12-14T21:59:43Z",
+            "2001-1-2  1:2:3.+01:30",
+        ] {
+            assert!(timestamp_shape(t), "{t}");
+        }
+        for t in [
+            "2001-12-14x",
+            "01-12-14",
+            "2001-12-14T21:59",
+            "2001-12-14T1:2:3+1:3",
+            "2001-12-14 21:59:43.10 -5",
+        ] {
+            assert!(!timestamp_shape(t), "{t}");
+        }
+        for t in ["190:20:30.15", "-1:59", "+1_0:5:0.", "1:0"] {
+            assert!(is_base60_float(t), "{t}");
+        }
+        for t in ["1:60", "1:", ":1", "1.5", "1:123", "a:1"] {
+            assert!(!is_base60_float(t), "{t}");
+        }
     }
 }

@@ -30,8 +30,8 @@ pub struct Tree {
     pub parse_name: String,
     /// The source text of that file.
     pub src: Rc<str>,
-    /// The body.
-    pub root: Vec<Node>,
+    /// The body (shared by the trees of identical files).
+    pub root: Rc<[Node]>,
 }
 
 impl Tree {
@@ -240,17 +240,17 @@ impl fmt::Display for Pipe {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
-    Text(String),
+    Text(Rc<str>),
     LeftDelim,
     RightDelim,
     Space,
-    Ident(String),
-    Keyword(String),
-    Field(String),
-    Variable(String),
-    Str(String, String),
-    Char(i64, String),
-    Number(String),
+    Ident(Rc<str>),
+    Keyword(Rc<str>),
+    Field(Rc<str>),
+    Variable(Rc<str>),
+    Str(Rc<str>, Rc<str>),
+    Char(i64, Rc<str>),
+    Number(Rc<str>),
     Bool(bool),
     Nil,
     Dot,
@@ -297,7 +297,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
         let next = src[pos..].find("{{").map(|i| pos + i);
         let Some(ld) = next else {
             items.push(Item {
-                tok: Tok::Text(src[pos..].to_string()),
+                tok: Tok::Text(Rc::from(&src[pos..])),
                 pos,
                 line: line_at(pos),
             });
@@ -312,7 +312,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
         }
         if text_end > pos {
             items.push(Item {
-                tok: Tok::Text(src[pos..text_end].to_string()),
+                tok: Tok::Text(Rc::from(&src[pos..text_end])),
                 pos,
                 line: line_at(pos),
             });
@@ -460,7 +460,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     let raw = &src[p..=q];
                     let val =
                         unquote(raw).ok_or_else(|| err(p, format!("invalid syntax: {raw}")))?;
-                    push(&mut items, Tok::Str(val, raw.to_string()));
+                    push(&mut items, Tok::Str(Rc::from(val), Rc::from(raw)));
                     p = q + 1;
                 }
                 b'`' => {
@@ -470,7 +470,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     let raw = &src[p..p + 1 + end + 1];
                     push(
                         &mut items,
-                        Tok::Str(src[p + 1..p + 1 + end].to_string(), raw.to_string()),
+                        Tok::Str(Rc::from(&src[p + 1..p + 1 + end]), Rc::from(raw)),
                     );
                     p = p + end + 2;
                 }
@@ -490,7 +490,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     let v = unquote(&inner)
                         .and_then(|s| s.chars().next())
                         .ok_or_else(|| err(p, format!("malformed character constant: {raw}")))?;
-                    push(&mut items, Tok::Char(v as i64, raw.to_string()));
+                    push(&mut items, Tok::Char(v as i64, Rc::from(raw)));
                     p = q + 1;
                 }
                 b'$' => {
@@ -500,13 +500,13 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     {
                         q += 1;
                     }
-                    push(&mut items, Tok::Variable(src[p..q].to_string()));
+                    push(&mut items, Tok::Variable(Rc::from(&src[p..q])));
                     p = q;
                 }
                 b'.' => {
                     if b.get(p + 1).is_some_and(|c| c.is_ascii_digit()) {
                         let q = scan_number(b, p);
-                        push(&mut items, Tok::Number(src[p..q].to_string()));
+                        push(&mut items, Tok::Number(Rc::from(&src[p..q])));
                         p = q;
                     } else {
                         let mut q = p + 1;
@@ -518,7 +518,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                         if q == p + 1 {
                             push(&mut items, Tok::Dot);
                         } else {
-                            push(&mut items, Tok::Field(src[p + 1..q].to_string()));
+                            push(&mut items, Tok::Field(Rc::from(&src[p + 1..q])));
                         }
                         p = q;
                     }
@@ -532,7 +532,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     if q < b.len() && (b[q].is_ascii_alphabetic() || b[q] == b'_') {
                         return Err(err(p, format!("bad number syntax: {:?}", &src[p..=q])));
                     }
-                    push(&mut items, Tok::Number(src[p..q].to_string()));
+                    push(&mut items, Tok::Number(Rc::from(&src[p..q])));
                     p = q;
                 }
                 c if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
@@ -547,8 +547,8 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                         "true" => Tok::Bool(true),
                         "false" => Tok::Bool(false),
                         "nil" => Tok::Nil,
-                        w if KEYWORDS.contains(&w) => Tok::Keyword(w.to_string()),
-                        w => Tok::Ident(w.to_string()),
+                        w if KEYWORDS.contains(&w) => Tok::Keyword(Rc::from(w)),
+                        w => Tok::Ident(Rc::from(w)),
                     };
                     push(&mut items, tok);
                     p = q;
@@ -715,6 +715,30 @@ pub struct Parsed {
     pub defines: Vec<Rc<Tree>>,
 }
 
+impl Parsed {
+    /// The same parse for an identical file under another name: what `parse(name, src)` of the
+    /// same text returns, without parsing again (subcharts often carry copies of one library).
+    pub fn renamed(&self, name: &str) -> Parsed {
+        let rename = |t: &Tree, own: bool| {
+            Rc::new(Tree {
+                name: if own {
+                    name.to_string()
+                } else {
+                    t.name.clone()
+                },
+                parse_name: name.to_string(),
+                src: t.src.clone(),
+                root: t.root.clone(),
+            })
+        };
+        Parsed {
+            body: rename(&self.body, true),
+            body_is_empty: self.body_is_empty,
+            defines: self.defines.iter().map(|d| rename(d, false)).collect(),
+        }
+    }
+}
+
 struct Parser<'a> {
     name: &'a str,
     src: Rc<str>,
@@ -753,7 +777,7 @@ pub fn parse(name: &str, src: &str, funcs: &dyn Fn(&str) -> bool) -> Result<Pars
             name: name.to_string(),
             parse_name: name.to_string(),
             src,
-            root,
+            root: Rc::from(root),
         }),
         body_is_empty,
         defines: p.defines,
@@ -767,7 +791,7 @@ fn describe(t: &Tok) -> String {
         Tok::RightParen => "\")\"".into(),
         Tok::Eof => "EOF".into(),
         Tok::Ident(s) | Tok::Field(s) | Tok::Variable(s) | Tok::Number(s) => format!("{s:?}"),
-        Tok::Str(_, raw) | Tok::Char(_, raw) => raw.clone(),
+        Tok::Str(_, raw) | Tok::Char(_, raw) => raw.to_string(),
         Tok::Pipe => "\"|\"".into(),
         Tok::Comma => "\",\"".into(),
         Tok::LeftParen => "\"(\"".into(),
@@ -832,11 +856,11 @@ impl<'a> Parser<'a> {
                     }
                     return Err(self.err_at(it.line, "unexpected EOF".into()));
                 }
-                Tok::Text(t) => list.push(Node::Text(Rc::from(t.as_str()))),
+                Tok::Text(t) => list.push(Node::Text(t)),
                 Tok::LeftDelim => {
                     let kw = self.peek_non_space();
                     if let Tok::Keyword(k) = &kw.tok {
-                        match k.as_str() {
+                        match &**k {
                             "end" | "else" => {
                                 if top {
                                     return Err(self.err_at(
@@ -877,7 +901,7 @@ impl<'a> Parser<'a> {
         if let Tok::Keyword(k) = &it.tok {
             let k = k.clone();
             self.next_non_space();
-            return match k.as_str() {
+            return match &*k {
                 "if" => Ok(Some(Node::If(self.branch("if", it.pos)?))),
                 "range" => {
                     self.range_depth += 1;
@@ -898,7 +922,7 @@ impl<'a> Parser<'a> {
                         );
                     }
                     self.expect_right(&k)?;
-                    Ok(Some(if k == "break" {
+                    Ok(Some(if &*k == "break" {
                         Node::Break(it.pos)
                     } else {
                         Node::Continue(it.pos)
@@ -928,18 +952,18 @@ impl<'a> Parser<'a> {
         let end = end.expect("item_list(false) returns an end item or an error");
         let mut else_list = None;
         if let Tok::Keyword(k) = &end.tok
-            && k == "else"
+            && &**k == "else"
         {
             // `else if` / `else with` chain: parse as a nested branch in the else list.
             let nxt = self.peek_non_space();
             match &nxt.tok {
                 Tok::Keyword(k2)
-                    if (k2 == "if" && ctx == "if") || (k2 == "with" && ctx == "with") =>
+                    if (&**k2 == "if" && ctx == "if") || (&**k2 == "with" && ctx == "with") =>
                 {
                     let k2 = k2.clone();
                     self.next_non_space();
                     let nested = self.branch(&k2, nxt.pos)?;
-                    else_list = Some(vec![if k2 == "if" {
+                    else_list = Some(vec![if &*k2 == "if" {
                         Node::If(nested)
                     } else {
                         Node::With(nested)
@@ -994,10 +1018,10 @@ impl<'a> Parser<'a> {
         }
         self.expect_right("end")?;
         self.defines.push(Rc::new(Tree {
-            name,
+            name: name.to_string(),
             parse_name: self.name.to_string(),
             src: self.src.clone(),
-            root: list,
+            root: Rc::from(list),
         }));
         Ok(())
     }
@@ -1030,13 +1054,17 @@ impl<'a> Parser<'a> {
             }
             self.expect_right("end")?;
             self.defines.push(Rc::new(Tree {
-                name: name.clone(),
+                name: name.to_string(),
                 parse_name: self.name.to_string(),
                 src: self.src.clone(),
-                root: list,
+                root: Rc::from(list),
             }));
         }
-        Ok(Node::Template { pos, name, pipe })
+        Ok(Node::Template {
+            pos,
+            name: name.to_string(),
+            pipe,
+        })
     }
 
     /// Parses a pipeline up to the closing `}}` (consumed).
@@ -1065,7 +1093,7 @@ impl<'a> Parser<'a> {
                     } else if !self.known_var(&vname) {
                         return Err(self.err_at(v.line, format!("undefined variable {vname:?}")));
                     }
-                    pipe.decl.push(vname);
+                    pipe.decl.push(vname.to_string());
                 }
                 Tok::Comma if allow_two_vars => {
                     self.next_non_space();
@@ -1088,8 +1116,8 @@ impl<'a> Parser<'a> {
                         self.declare(&vname);
                         self.declare(&v2name);
                     }
-                    pipe.decl.push(vname);
-                    pipe.decl.push(v2name);
+                    pipe.decl.push(vname.to_string());
+                    pipe.decl.push(v2name.to_string());
                 }
                 _ => self.i = save,
             }
@@ -1198,16 +1226,16 @@ impl<'a> Parser<'a> {
                 Arg::Number(it.pos, n)
             }
             Tok::Char(v, _) => Arg::Number(it.pos, Number::Int(v)),
-            Tok::Str(ref s, ref raw) => Arg::Str(it.pos, Rc::from(s.as_str()), raw.clone()),
+            Tok::Str(ref s, ref raw) => Arg::Str(it.pos, s.clone(), raw.to_string()),
             Tok::Field(ref f) => {
-                let mut idents = vec![f.clone()];
+                let mut idents = vec![f.to_string()];
                 // Go positions a field chain at its second element.
                 let pos = match &self.peek().tok {
                     Tok::Field(_) => self.peek().pos,
                     _ => it.pos,
                 };
                 while let Tok::Field(f2) = &self.peek().tok {
-                    idents.push(f2.clone());
+                    idents.push(f2.to_string());
                     self.i += 1;
                 }
                 return Ok(Arg::Field(pos, idents));
@@ -1222,16 +1250,16 @@ impl<'a> Parser<'a> {
                     _ => it.pos,
                 };
                 while let Tok::Field(f2) = &self.peek().tok {
-                    idents.push(f2.clone());
+                    idents.push(f2.to_string());
                     self.i += 1;
                 }
-                return Ok(Arg::Variable(pos, v.clone(), idents));
+                return Ok(Arg::Variable(pos, v.to_string(), idents));
             }
             Tok::Ident(ref name) => {
                 if !(self.funcs)(name) {
                     return Err(self.err_at(it.line, format!("function {name:?} not defined")));
                 }
-                Arg::Ident(it.pos, name.clone())
+                Arg::Ident(it.pos, name.to_string())
             }
             Tok::LeftParen => {
                 let p = self.pipeline("parenthesized pipeline", false)?;
@@ -1249,7 +1277,7 @@ impl<'a> Parser<'a> {
             let chain_pos = self.peek().pos;
             let mut idents = Vec::new();
             while let Tok::Field(f2) = &self.peek().tok {
-                idents.push(f2.clone());
+                idents.push(f2.to_string());
                 self.i += 1;
             }
             match term {
