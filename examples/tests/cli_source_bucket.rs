@@ -104,3 +104,31 @@ fn prints_the_artifact_and_a_missing_bucket_is_typed() {
     assert!(stderr.contains("no-such-bucket"), "{stderr}");
     assert!(!stderr.contains(s3.secret_key()), "{stderr}");
 }
+
+/// `--proxy socks5://user:pass@host:port`: the bucket is read through the proxy.
+#[test]
+fn through_a_socks5_proxy() {
+    let s3 = S3Server::start().expect("moto");
+    s3.put_object("apps/app.yaml", b"kind: ConfigMap\n")
+        .expect("put");
+    let proxy = gitops_testkit::servers::Socks5Proxy::builder()
+        .credentials("px", "px-pass")
+        .start()
+        .expect("socks5 proxy");
+    let address = format!("socks5://px:px-pass@{}", proxy.addr());
+    let out = tempfile::tempdir().expect("tempdir");
+    let run = source_bucket(&s3, s3.bucket(), out.path(), &["--proxy", &address]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen = proxy.connections();
+    assert!(
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|c| c.granted && c.user.as_deref() == Some("px")),
+        "{seen:?}"
+    );
+}

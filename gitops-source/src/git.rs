@@ -113,10 +113,40 @@ pub struct ProxySettings {
     pub basic: Option<(String, String)>,
 }
 
+impl ProxySettings {
+    /// The proxy URL with the credentials as its user info (how reqwest, oci-client and
+    /// object_store take proxy credentials, for HTTP and SOCKS5 proxies alike).
+    pub(crate) fn url_with_credentials(&self) -> Result<String, SourceError> {
+        let mut url = url::Url::parse(&self.address).map_err(|e| {
+            SourceError::InvalidSpec(format!("proxy address {:?}: {e}", self.address))
+        })?;
+        if let Some((user, password)) = &self.basic {
+            let refused = || {
+                SourceError::InvalidSpec(format!(
+                    "proxy address {:?} cannot carry credentials",
+                    self.address
+                ))
+            };
+            url.set_username(user).map_err(|()| refused())?;
+            url.set_password(Some(password)).map_err(|()| refused())?;
+        }
+        Ok(url.to_string())
+    }
+}
+
 impl fmt::Debug for ProxySettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A password in the address's user info is redacted too.
+        let address = match url::Url::parse(&self.address) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("redacted"));
+                url.to_string()
+            }
+            Ok(_) => self.address.clone(),
+            Err(_) => "<unparsable>".to_owned(),
+        };
         f.debug_struct("ProxySettings")
-            .field("address", &self.address)
+            .field("address", &address)
             .field("basic_username", &self.basic.as_ref().map(|b| &b.0))
             .finish()
     }
@@ -1240,6 +1270,36 @@ fn walk_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_urls_carry_credentials_and_debug_hides_them() {
+        let p = ProxySettings {
+            address: "socks5://127.0.0.1:1080".into(),
+            basic: Some(("u".into(), "s3cret".into())),
+        };
+        assert_eq!(
+            p.url_with_credentials().expect("valid"),
+            "socks5://u:s3cret@127.0.0.1:1080"
+        );
+        assert!(!format!("{p:?}").contains("s3cret"));
+        let inline = ProxySettings {
+            address: "http://u:inline-pass@proxy:3128".into(),
+            basic: None,
+        };
+        assert_eq!(
+            inline.url_with_credentials().expect("valid"),
+            "http://u:inline-pass@proxy:3128/"
+        );
+        assert!(!format!("{inline:?}").contains("inline-pass"));
+        assert!(matches!(
+            ProxySettings {
+                address: "not a url".into(),
+                basic: None
+            }
+            .url_with_credentials(),
+            Err(SourceError::InvalidSpec(_))
+        ));
+    }
 
     #[test]
     fn submodule_urls_resolve_against_the_parent() {

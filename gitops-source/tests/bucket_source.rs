@@ -166,3 +166,35 @@ async fn wrong_credentials_are_an_authentication_failure() -> TestResult {
     }
     Ok(())
 }
+
+/// A SOCKS5 proxy from the settings: the listing and downloads go through it.
+#[tokio::test]
+async fn through_a_socks5_proxy() -> TestResult {
+    use gitops_testkit::servers::Socks5Proxy;
+    let s3 = S3Server::start()?;
+    s3.put_object("deploy/app.yaml", b"kind: ConfigMap\n")?;
+    let proxy = Socks5Proxy::builder()
+        .credentials("px", "px-pass")
+        .start()?;
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut bucket = source(&s3);
+    bucket.proxy = Some(gitops_source::ProxySettings {
+        address: proxy.url(),
+        basic: Some(("px".into(), "px-pass".into())),
+    });
+    let a = bucket.acquire(None, &store).await?.into_artifact();
+    assert_eq!(
+        files_of(&store, &a),
+        BTreeSet::from(["deploy/app.yaml".to_owned()])
+    );
+    let seen = proxy.connections();
+    assert!(
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|c| c.granted && c.target == s3.addr().to_string()),
+        "{seen:?}"
+    );
+    Ok(())
+}

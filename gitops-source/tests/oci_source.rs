@@ -386,3 +386,56 @@ async fn registry_token_flow_push_pull_and_wrong_credentials() -> TestResult {
     );
     Ok(())
 }
+
+/// A SOCKS5 proxy from the settings carries push and pull; wrong proxy credentials fail the
+/// pull with a network error before the registry sees anything.
+#[tokio::test]
+async fn push_and_pull_through_a_socks5_proxy() -> TestResult {
+    use gitops_source::ProxySettings;
+    use gitops_testkit::servers::Socks5Proxy;
+    let registry = OciRegistry::start()?;
+    let proxy = Socks5Proxy::builder()
+        .credentials("px", "px-pass")
+        .start()?;
+    let settings = |password: &str| ProxySettings {
+        address: proxy.url(),
+        basic: Some(("px".into(), password.into())),
+    };
+    let url = registry.oci_url("proxied/app");
+    let dir = content("1");
+    let mut opts = push_opts("v1");
+    opts.proxy = Some(settings("px-pass"));
+    let pushed = push_artifact(&url, dir.path(), &opts).await?;
+    let pushed_through = proxy.connections().len();
+    assert!(pushed_through > 0);
+
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(&url, object());
+    source.insecure = true;
+    source.reference.tag = Some("v1".into());
+    source.proxy = Some(settings("wrong"));
+    match source.acquire(None, &store).await {
+        Err(err @ SourceError::Network { .. }) => {
+            assert!(!err.to_string().contains("px-pass"), "{err}")
+        }
+        other => panic!("expected a network error, got {other:?}"),
+    }
+    source.proxy = Some(settings("px-pass"));
+    let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), format!("v1@{}", pushed.digest));
+    let seen = proxy.connections();
+    assert!(
+        seen.len() > pushed_through
+            && seen
+                .iter()
+                .filter(|c| c.granted)
+                .all(|c| c.target == registry.host()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|c| !c.granted && c.user.as_deref() == Some("px"))
+    );
+    Ok(())
+}

@@ -101,6 +101,8 @@ pub struct BucketSource {
     pub ca_pem: Option<Vec<u8>>,
     /// Spec-level ignore patterns (gitignore syntax) replacing the default exclusions.
     pub ignore: Option<String>,
+    /// An HTTP(S) or SOCKS5 proxy for the endpoint (Flux's `proxySecretRef`).
+    pub proxy: Option<crate::git::ProxySettings>,
     /// Limit for the whole acquisition.
     pub timeout: Duration,
     /// Parallel downloads.
@@ -118,6 +120,7 @@ impl BucketSource {
             bucket: bucket.into(),
             prefix: None,
             credentials: None,
+            proxy: None,
             insecure: false,
             ca_pem: None,
             ignore: None,
@@ -141,6 +144,9 @@ impl BucketSource {
         let mut options = ClientOptions::new()
             .with_allow_http(self.insecure)
             .with_timeout(self.timeout);
+        if let Some(proxy) = &self.proxy {
+            options = options.with_proxy_url(proxy.url_with_credentials()?);
+        }
         if let Some(pem) = &self.ca_pem {
             for cert in object_store::Certificate::from_pem_bundle(pem)
                 .map_err(|e| BucketError::Client(format!("CA certificates: {e}")))?

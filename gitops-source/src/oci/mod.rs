@@ -193,6 +193,9 @@ pub struct OciSource {
     pub tls: OciTls,
     /// A spec-level ignore list (gitignore syntax) replacing Flux's default exclusions.
     pub ignore: Option<String>,
+    /// An HTTP(S) or SOCKS5 proxy for the registry (Flux's `proxySecretRef`); without one,
+    /// none is used.
+    pub proxy: Option<crate::git::ProxySettings>,
     /// The limit for each registry operation.
     pub timeout: Duration,
     /// The largest layer accepted, in bytes.
@@ -287,8 +290,11 @@ pub(crate) fn build_client(
     insecure: bool,
     tls: &OciTls,
     timeout: Duration,
+    proxy_url: Option<&str>,
 ) -> Result<Client, OciError> {
     let mut config = ClientConfig {
+        https_proxy: proxy_url.map(str::to_owned),
+        http_proxy: proxy_url.map(str::to_owned),
         protocol: if insecure {
             ClientProtocol::Http
         } else {
@@ -307,6 +313,15 @@ pub(crate) fn build_client(
         config.extra_root_certificates.push(cert);
     }
     Client::try_from(config).map_err(|e| OciError::Certificate(e.to_string()))
+}
+
+/// The proxy URL (credentials as user info) for the client, if any.
+pub(crate) fn proxy_url(
+    proxy: Option<&crate::git::ProxySettings>,
+) -> Result<Option<String>, SourceError> {
+    proxy
+        .map(crate::git::ProxySettings::url_with_credentials)
+        .transpose()
 }
 
 /// Maps an `oci-client` error to the crate's error, naming the reference.
@@ -401,6 +416,7 @@ impl OciSource {
             insecure: false,
             tls: OciTls::default(),
             ignore: None,
+            proxy: None,
             timeout: Duration::from_secs(60),
             max_layer_bytes: 100 * 1024 * 1024,
             object,
@@ -431,7 +447,8 @@ impl OciSource {
     /// callers that need the tag before pulling (Helm charts: the tag is the chart version).
     pub(crate) async fn resolve_tag(&self) -> Result<String, SourceError> {
         let repo = OciRepositoryUrl::parse(&self.url)?;
-        let client = build_client(self.insecure, &self.tls, self.timeout)?;
+        let proxy = proxy_url(self.proxy.as_ref())?;
+        let client = build_client(self.insecure, &self.tls, self.timeout, proxy.as_deref())?;
         let auth = self.auth.to_registry_auth();
         let repo_name = repo.to_string();
         client
@@ -501,7 +518,8 @@ impl OciSource {
         store: &ArtifactStore,
     ) -> Result<Acquired, SourceError> {
         let repo = OciRepositoryUrl::parse(&self.url)?;
-        let client = build_client(self.insecure, &self.tls, self.timeout)?;
+        let proxy = proxy_url(self.proxy.as_ref())?;
+        let client = build_client(self.insecure, &self.tls, self.timeout, proxy.as_deref())?;
         let auth = self.auth.to_registry_auth();
         let probe = repo.with_tag("latest");
         let repo_name = repo.to_string();

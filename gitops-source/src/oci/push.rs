@@ -11,6 +11,7 @@ use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
 use super::{
     ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_SOURCE, FLUX_CONFIG_MEDIA_TYPE,
     FLUX_CONTENT_MEDIA_TYPE, OciAuth, OciRepositoryUrl, OciTls, build_client, map_oci_error,
+    proxy_url,
 };
 use crate::archive::write_tar_gz;
 use crate::error::SourceError;
@@ -37,6 +38,8 @@ pub struct PushOptions {
     pub insecure: bool,
     /// Extra CA certificates.
     pub tls: OciTls,
+    /// An HTTP(S) or SOCKS5 proxy for the registry.
+    pub proxy: Option<crate::git::ProxySettings>,
     /// The limit for each registry operation.
     pub timeout: Duration,
     /// `org.opencontainers.image.created`; now when `None`.
@@ -55,6 +58,7 @@ impl PushOptions {
             auth: OciAuth::Anonymous,
             insecure: false,
             tls: OciTls::default(),
+            proxy: None,
             timeout: Duration::from_secs(60),
             created: None,
         }
@@ -132,7 +136,13 @@ pub async fn push_artifact(
         .map(|l| l.digest.clone())
         .unwrap_or_default();
 
-    let client = build_client(options.insecure, &options.tls, options.timeout)?;
+    let proxy = proxy_url(options.proxy.as_ref())?;
+    let client = build_client(
+        options.insecure,
+        &options.tls,
+        options.timeout,
+        proxy.as_deref(),
+    )?;
     let auth = options.auth.to_registry_auth();
     let reference = repo.with_tag(&options.tag);
     let name = format!("{}:{}", repo, options.tag);

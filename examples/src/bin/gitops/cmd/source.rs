@@ -344,9 +344,20 @@ pub struct RegistryArgs {
     /// PEM file of CA certificates to trust.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// An HTTP(S) or SOCKS5 proxy for the registry (`socks5://user:pass@host:port`).
+    #[arg(long)]
+    pub proxy: Option<String>,
 }
 
 impl RegistryArgs {
+    /// The proxy from `--proxy`, if any.
+    pub fn proxy(&self) -> Option<ProxySettings> {
+        self.proxy.clone().map(|address| ProxySettings {
+            address,
+            basic: None,
+        })
+    }
+
     /// The credentials for `registry`: Basic, from a docker config.json, or anonymous.
     pub fn auth(&self, registry: &str) -> anyhow::Result<gitops_source::oci::OciAuth> {
         use gitops_source::oci::OciAuth;
@@ -445,6 +456,9 @@ pub struct BucketArgs {
     /// PEM file of CA certificates to trust.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// An HTTP(S) or SOCKS5 proxy for the endpoint (`socks5://user:pass@host:port`).
+    #[arg(long)]
+    pub proxy: Option<String>,
     /// An ignore pattern (gitignore syntax); repeatable; replaces Flux's default exclusions.
     #[arg(long = "ignore", value_name = "PATTERN")]
     pub ignore: Vec<String>,
@@ -505,6 +519,7 @@ fn oci(args: OciArgs) -> anyhow::Result<ExitCode> {
     source.auth = args.registry.auth(&repo.registry)?;
     source.insecure = args.registry.insecure;
     source.tls.ca_pem = args.registry.ca_pem()?;
+    source.proxy = args.registry.proxy();
     if !args.ignore.is_empty() {
         source.ignore = Some(args.ignore.join("\n"));
     }
@@ -567,6 +582,10 @@ fn bucket(args: BucketArgs) -> anyhow::Result<ExitCode> {
             secret_key,
         });
     source.insecure = args.insecure;
+    source.proxy = args.proxy.map(|address| ProxySettings {
+        address,
+        basic: None,
+    });
     source.ca_pem = args
         .ca_file
         .as_deref()
