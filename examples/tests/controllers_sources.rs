@@ -618,6 +618,27 @@ spec:
     assert_eq!(ready.message, "pulled 'app' chart with version '1.1.0'");
     assert_eq!(ready.reason, "ChartPullSucceeded");
 
+    // Nothing changed (same spec, same index artifact): a requested reconcile downloads
+    // nothing and keeps the chart.
+    let index_gets = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("index.yaml"))
+            .count()
+    };
+    let before = index_gets();
+    let token = env.request_reconcile::<HelmChart>("app").await;
+    let charts = env.api::<HelmChart>();
+    let again = until("the requested HelmChart reconcile", || async {
+        let status = status_of(&charts.get("app").await.expect("get"));
+        let done = status["lastHandledReconcileAt"] == token.as_str();
+        (done.then_some(status.clone()), status.to_string())
+    })
+    .await;
+    assert_eq!(again["artifact"], status["artifact"]);
+    assert_eq!(index_gets(), before, "the chart fetched the index again");
+
     // No such version: Flux's InvalidChartReference (BuildFailed).
     env.apply_yaml::<HelmChart>(&chart("missing", "9.9.9", "podinfo"))
         .await;
@@ -976,6 +997,26 @@ spec:
         .await;
     let failed = wait_failed::<Bucket>(&env, "half", "AuthenticationFailed").await;
     assert!(failed.message.contains("'secretkey'"), "{}", failed.message);
+
+    // The failing Buckets retry every half second; moto's seeding window (put_object with
+    // signatures enforced) needs a quiet server, so they go first.
+    let buckets = env.api::<Bucket>();
+    for name in ["wrong", "missing", "half"] {
+        buckets
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    until("the failing Buckets deleted", || async {
+        let mut left = Vec::new();
+        for name in ["wrong", "missing", "half"] {
+            if buckets.get_opt(name).await.expect("get").is_some() {
+                left.push(name);
+            }
+        }
+        (left.is_empty().then_some(()), format!("{left:?}"))
+    })
+    .await;
 
     // Suspended: a new object and a reconcile request change nothing.
     env.patch_spec::<Bucket>("minio-bucket", serde_json::json!({"suspend": true}))

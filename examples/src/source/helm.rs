@@ -830,30 +830,29 @@ async fn reconcile_chart_once(
         Err(failure) => return report_failure(&ctx, &*chart, status, failure, interval).await,
     };
     let last = last_artifact(&ctx.store, status.artifact.as_ref());
-    let (result, source_revision, pulled) = match plan {
-        ChartPlan::Repository { source, revision } => (
-            source.acquire(last.as_ref(), &ctx.store).await,
-            revision,
-            true,
-        ),
-        ChartPlan::Directory { archive, revision } => {
-            let revision = Some(revision);
-            let unchanged = last.is_some()
-                && status.observed_generation == chart.meta().generation
-                && status.observed_source_artifact_revision == revision;
-            let result = if let (true, Some(last)) = (unchanged, last.clone()) {
-                Ok(gitops_source::Acquired::Unchanged(last))
-            } else {
-                let revision = revision.as_deref().unwrap_or_default();
-                match acquire_from_directory(&ctx, &chart, &archive, revision, last.as_ref()).await
-                {
-                    Ok(r) => r,
-                    Err(failure) => {
-                        return report_failure(&ctx, &*chart, status, failure, interval).await;
-                    }
+    // The same spec and the same source artifact give the same chart: keep the last one
+    // without downloading anything (an OCI HelmRepository has no artifact to compare).
+    let (source_revision, pulled) = match &plan {
+        ChartPlan::Repository { revision, .. } => (revision.clone(), true),
+        ChartPlan::Directory { revision, .. } => (Some(revision.clone()), false),
+    };
+    let unchanged = last.clone().filter(|_| {
+        source_revision.is_some()
+            && status.observed_generation == chart.meta().generation
+            && status.observed_source_artifact_revision == source_revision
+    });
+    let result = match (unchanged, plan) {
+        (Some(last), _) => Ok(gitops_source::Acquired::Unchanged(last)),
+        (None, ChartPlan::Repository { source, .. }) => {
+            source.acquire(last.as_ref(), &ctx.store).await
+        }
+        (None, ChartPlan::Directory { archive, revision }) => {
+            match acquire_from_directory(&ctx, &chart, &archive, &revision, last.as_ref()).await {
+                Ok(r) => r,
+                Err(failure) => {
+                    return report_failure(&ctx, &*chart, status, failure, interval).await;
                 }
-            };
-            (result, revision, false)
+            }
         }
     };
     match result {
