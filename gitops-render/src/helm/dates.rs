@@ -33,6 +33,189 @@ impl Object for Time {
     fn display(&self) -> String {
         format_go(&self.0, "2006-01-02 15:04:05.999999999 -0700 MST")
     }
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+/// The time inside a `time.Time` value.
+fn time_of(v: &Value) -> Option<&Zoned> {
+    match v {
+        Value::Object(o) => o
+            .as_any()
+            .and_then(|a| a.downcast_ref::<Time>())
+            .map(|t| &t.0),
+        _ => None,
+    }
+}
+
+/// text/template's message when an argument is not a `time.Time`.
+fn want_time(v: &Value) -> FuncError {
+    FuncError::Msg(format!(
+        "wrong type for value; expected time.Time; got {}",
+        v.type_name()
+    ))
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds, with Go's messages.
+pub fn parse_go_duration(orig: &str) -> Result<i64, String> {
+    let quote = super::funcs::go_quote;
+    let invalid = || format!("time: invalid duration {}", quote(orig));
+    let mut s = orig.as_bytes();
+    let mut neg = false;
+    if let Some(&c) = s.first()
+        && (c == b'-' || c == b'+')
+    {
+        neg = c == b'-';
+        s = &s[1..];
+    }
+    if s == b"0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    const LIMIT: u64 = 1 << 63;
+    let mut d: u64 = 0;
+    while !s.is_empty() {
+        if !(s[0] == b'.' || s[0].is_ascii_digit()) {
+            return Err(invalid());
+        }
+        // [0-9]*
+        let mut v: u64 = 0;
+        let mut i = 0;
+        while i < s.len() && s[i].is_ascii_digit() {
+            if v > (LIMIT - 1) / 10 {
+                return Err(invalid());
+            }
+            v = v * 10 + u64::from(s[i] - b'0');
+            if v > LIMIT {
+                return Err(invalid());
+            }
+            i += 1;
+        }
+        let pre = i > 0;
+        s = &s[i..];
+        // (\.[0-9]*)?
+        let (mut f, mut scale, mut post) = (0u64, 1f64, false);
+        if s.first() == Some(&b'.') {
+            s = &s[1..];
+            let mut i = 0;
+            let mut overflow = false;
+            while i < s.len() && s[i].is_ascii_digit() {
+                if !overflow {
+                    if f > (LIMIT - 1) / 10 {
+                        overflow = true;
+                    } else {
+                        let y = f * 10 + u64::from(s[i] - b'0');
+                        if y > LIMIT {
+                            overflow = true;
+                        } else {
+                            f = y;
+                            scale *= 10.0;
+                        }
+                    }
+                }
+                i += 1;
+            }
+            post = i > 0;
+            s = &s[i..];
+        }
+        if !pre && !post {
+            return Err(invalid());
+        }
+        let i = s
+            .iter()
+            .position(|c| *c == b'.' || c.is_ascii_digit())
+            .unwrap_or(s.len());
+        if i == 0 {
+            return Err(format!("time: missing unit in duration {}", quote(orig)));
+        }
+        let u = String::from_utf8_lossy(&s[..i]).into_owned();
+        s = &s[i..];
+        let unit: u64 = match u.as_str() {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60 * 1_000_000_000,
+            "h" => 3600 * 1_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    quote(&u),
+                    quote(orig)
+                ));
+            }
+        };
+        if v > LIMIT / unit {
+            return Err(invalid());
+        }
+        v *= unit;
+        if f > 0 {
+            v += (f as f64 * (unit as f64 / scale)) as u64;
+            if v > LIMIT {
+                return Err(invalid());
+            }
+        }
+        d += v;
+        if d > LIMIT {
+            return Err(invalid());
+        }
+    }
+    if neg {
+        return Ok((d as i64).wrapping_neg());
+    }
+    if d > LIMIT - 1 {
+        return Err(invalid());
+    }
+    Ok(d as i64)
+}
+
+/// Sprig's `durationRound`: the most significant unit of a duration (strings parsed as Go
+/// durations, `int64` as nanoseconds, a time as the time since it; anything else is zero).
+fn duration_round(v: &Value) -> String {
+    let d: i64 = match v {
+        Value::Str(s) => parse_go_duration(s).unwrap_or(0),
+        Value::Int(i) => *i,
+        other => match time_of(other) {
+            Some(t) => Timestamp::now()
+                .duration_since(t.timestamp())
+                .as_nanos()
+                .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
+            None => 0,
+        },
+    };
+    let u = d.unsigned_abs();
+    const SECOND: u64 = 1_000_000_000;
+    const MINUTE: u64 = 60 * SECOND;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    const MONTH: u64 = 30 * DAY;
+    const YEAR: u64 = 365 * DAY;
+    for (size, suffix) in [
+        (YEAR, "y"),
+        (MONTH, "mo"),
+        (DAY, "d"),
+        (HOUR, "h"),
+        (MINUTE, "m"),
+        (SECOND, "s"),
+    ] {
+        if u > size {
+            return format!("{}{suffix}", u / size);
+        }
+    }
+    "0s".to_string()
+}
+
+fn date_modify(a: &[Value]) -> Result<Result<Value, String>, FuncError> {
+    let t = time_of(&a[1]).ok_or_else(|| want_time(&a[1]))?;
+    Ok(parse_go_duration(&strval(&a[0])).map(|d| {
+        let moved = t
+            .checked_add(jiff::SignedDuration::from_nanos(d))
+            .unwrap_or_else(|_| t.clone());
+        time_value(moved)
+    }))
 }
 
 /// Registers the date functions.
@@ -83,6 +266,19 @@ pub fn register(m: &mut FuncMap) {
             .map(time_value)
             .unwrap_or_else(|_| time_value(epoch())))
     });
+    m.insert("dateModify", |_, a| {
+        arity("dateModify", a, 2)?;
+        // An unparsable duration leaves the date as it is.
+        Ok(date_modify(a)?.unwrap_or_else(|_| a[1].clone()))
+    });
+    m.insert("mustDateModify", |_, a| {
+        arity("mustDateModify", a, 2)?;
+        date_modify(a)?.map_err(FuncError::Msg)
+    });
+    m.insert("durationRound", |_, a| {
+        arity("durationRound", a, 1)?;
+        Ok(Value::from(duration_round(&a[0])))
+    });
     m.insert("mustToDate", |_, a| {
         arity("mustToDate", a, 2)?;
         parse_go(&strval(&a[0]), &strval(&a[1]))
@@ -111,6 +307,9 @@ fn epoch() -> Zoned {
 
 /// Sprig's date argument: a time, or unix seconds; anything else means now.
 fn to_time(v: &Value) -> Zoned {
+    if let Some(t) = time_of(v) {
+        return t.with_time_zone(TimeZone::system());
+    }
     match v {
         Value::Object(o) if o.type_name() == "time.Time" => {
             let secs = o

@@ -1354,15 +1354,9 @@ pub fn func_map() -> FuncMap {
         "toDate",
         "mustToDate",
         "unixEpoch",
-        "dateModify",
-        "mustDateModify",
         "duration",
-        "durationRound",
         "htmlDate",
         "htmlDateInZone",
-        "b32dec",
-        "urlJoin",
-        "randBytes",
         "mustSlice",
         "fromToml",
         "mustFromYaml",
@@ -1387,6 +1381,7 @@ pub fn func_map() -> FuncMap {
     }
     super::crypto::register(&mut m);
     super::dates::register(&mut m);
+    super::encoding::register(&mut m);
     m
 }
 

@@ -18,6 +18,7 @@
 pub mod chart;
 mod crypto;
 mod dates;
+mod encoding;
 pub mod funcs;
 pub mod render;
 pub mod schema;

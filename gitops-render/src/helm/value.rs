@@ -58,6 +58,10 @@ pub trait Object {
     fn is_empty(&self) -> bool {
         self.len() == Some(0)
     }
+    /// The object itself, for functions that take one concrete Go type (`time.Time`).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 impl std::fmt::Debug for Value {
