@@ -29,6 +29,116 @@ pub fn register(m: &mut FuncMap) {
     m.insert("genCA", gen_ca);
     m.insert("genSelfSignedCert", gen_self_signed);
     m.insert("genSignedCert", gen_signed);
+    m.insert("encryptAES", encrypt_aes_fn);
+    m.insert("decryptAES", decrypt_aes_fn);
+}
+
+/// Sprig's AES key: the password's bytes, zero-padded or cut to 32 (AES-256).
+fn aes_key(password: &str) -> Result<aws_lc_rs::cipher::UnboundCipherKey, FuncError> {
+    let mut key = [0u8; 32];
+    let p = password.as_bytes();
+    let n = p.len().min(32);
+    key[..n].copy_from_slice(&p[..n]);
+    aws_lc_rs::cipher::UnboundCipherKey::new(&aws_lc_rs::cipher::AES_256, &key)
+        .map_err(|_| err("crypto/aes: cannot create the cipher"))
+}
+
+/// Sprig's `encryptAES`: AES-256-CBC, PKCS#7 padding, a random IV before the ciphertext,
+/// base64. An empty plaintext gives an empty string.
+pub(crate) fn encrypt_aes(password: &str, plaintext: &str) -> Result<String, FuncError> {
+    use aws_lc_rs::cipher::{EncryptingKey, EncryptionContext};
+    if plaintext.is_empty() {
+        return Ok(String::new());
+    }
+    let pad = 16 - plaintext.len() % 16;
+    let mut out = rand_bytes(16);
+    let iv: [u8; 16] = out[..16]
+        .try_into()
+        .map_err(|_| err("crypto/aes: IV length"))?;
+    out.extend_from_slice(plaintext.as_bytes());
+    out.extend(std::iter::repeat_n(pad as u8, pad));
+    EncryptingKey::cbc(aes_key(password)?)
+        .and_then(|k| {
+            k.less_safe_encrypt(
+                &mut out[16..],
+                EncryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(iv)),
+            )
+        })
+        .map_err(|_| err("crypto/aes: encryption failed"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(out))
+}
+
+/// Sprig's `decryptAES`: the inverse of [`encrypt_aes`]. Where Go panics (input shorter than
+/// one block, not whole blocks, a padding length past the data) this is an error.
+pub(crate) fn decrypt_aes(password: &str, crypt64: &str) -> Result<String, FuncError> {
+    use aws_lc_rs::cipher::{DecryptingKey, DecryptionContext};
+    if crypt64.is_empty() {
+        return Ok(String::new());
+    }
+    let mut crypt = base64::engine::general_purpose::STANDARD
+        .decode(crypt64)
+        .map_err(|e| err(go_base64_error(crypt64, &e)))?;
+    if crypt.len() < 16 {
+        return Err(err(format!(
+            "runtime error: slice bounds out of range [:16] with capacity {}",
+            crypt.len()
+        )));
+    }
+    if crypt.len() % 16 != 0 {
+        return Err(err("crypto/cipher: input not full blocks"));
+    }
+    let iv: [u8; 16] = crypt[..16]
+        .try_into()
+        .map_err(|_| err("crypto/aes: IV length"))?;
+    let body = &mut crypt[16..];
+    if body.is_empty() {
+        return Err(err("runtime error: index out of range [-1]"));
+    }
+    let plain = DecryptingKey::cbc(aes_key(password)?)
+        .and_then(|k| {
+            k.decrypt(
+                body,
+                DecryptionContext::Iv128(aws_lc_rs::iv::FixedLength::from(iv)),
+            )
+        })
+        .map_err(|_| err("crypto/aes: decryption failed"))?;
+    let pad = usize::from(plain[plain.len() - 1]);
+    if pad > plain.len() {
+        return Err(err(format!(
+            "runtime error: slice bounds out of range [:{}]",
+            plain.len() as i64 - pad as i64
+        )));
+    }
+    Ok(String::from_utf8_lossy(&plain[..plain.len() - pad]).into_owned())
+}
+
+/// Go's `base64.CorruptInputError` text for a string the decoder refused.
+fn go_base64_error(input: &str, e: &base64::DecodeError) -> String {
+    let at = match e {
+        base64::DecodeError::InvalidByte(i, _) => *i,
+        _ => input.len(),
+    };
+    format!("illegal base64 data at input byte {at}")
+}
+
+fn encrypt_aes_fn(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    arity2("encryptAES", a)?;
+    encrypt_aes(&strval(&a[0]), &strval(&a[1])).map(Value::from)
+}
+
+fn decrypt_aes_fn(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    arity2("decryptAES", a)?;
+    decrypt_aes(&strval(&a[0]), &strval(&a[1])).map(Value::from)
+}
+
+fn arity2(name: &str, a: &[Value]) -> Result<(), FuncError> {
+    if a.len() != 2 {
+        return Err(err(format!(
+            "wrong number of args for {name}: want 2 got {}",
+            a.len()
+        )));
+    }
+    Ok(())
 }
 
 fn err(e: impl std::fmt::Display) -> FuncError {
@@ -339,6 +449,34 @@ mod tests {
         assert!(p1.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
         let back = load_key(&p1).expect("load");
         assert_eq!(back.serialize_der(), key.serialize_der());
+    }
+
+    #[test]
+    fn aes_round_trips_and_reads_sprig_output() {
+        for (pw, text) in [
+            ("secret", "hello"),
+            ("", "x"),
+            (
+                "a-very-long-password-longer-than-32-bytes",
+                "sixteen bytes!!!",
+            ),
+        ] {
+            let c = encrypt_aes(pw, text).expect("encrypts");
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(&c)
+                .expect("base64");
+            assert_eq!(raw.len(), 16 + (text.len() / 16 + 1) * 16);
+            assert_eq!(decrypt_aes(pw, &c).expect("decrypts"), text);
+            assert_ne!(
+                encrypt_aes(pw, text).expect("encrypts"),
+                c,
+                "a fresh IV each time"
+            );
+        }
+        assert_eq!(encrypt_aes("k", "").expect("empty"), "");
+        assert_eq!(decrypt_aes("k", "").expect("empty"), "");
+        assert!(decrypt_aes("k", "c2hvcnQ=").is_err());
+        assert!(decrypt_aes("k", "not base64!").is_err());
     }
 
     #[test]

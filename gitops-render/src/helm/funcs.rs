@@ -1346,8 +1346,6 @@ pub fn func_map() -> FuncMap {
         "genSelfSignedCertWithKey",
         "genSignedCert",
         "genSignedCertWithKey",
-        "encryptAES",
-        "decryptAES",
         "bcrypt",
         "dateInZone",
         "ago",
