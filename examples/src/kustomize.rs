@@ -23,7 +23,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::config::Kubeconfig;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::utils::PredicateConfig;
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -558,9 +559,21 @@ pub async fn run(
     config: watcher::Config,
     concurrency: u16,
 ) {
-    let controller = Controller::new(api, config.clone())
+    // As Flux's predicates: a Kustomization is reconciled when its spec (generation), its
+    // `reconcile.fluxcd.io/requestedAt`, its finalizers or its deletion change, not when the
+    // controller's own status write comes back through the watch.
+    let (reader, writer) = reflector::store();
+    let trigger = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(reconcile_trigger, PredicateConfig::default());
+    let controller = Controller::for_stream(trigger, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store = controller.store();
+    // A source triggers its Kustomizations when its artifact revision changes (Flux's
+    // SourceRevisionChangePredicate), not on every status write.
+    let revisions: Mutex<HashMap<(String, String), Option<String>>> = Mutex::new(HashMap::new());
     controller
         .watches(
             sources,
@@ -568,6 +581,18 @@ pub async fn run(
             move |repo: GitRepository| {
                 let namespace = repo.namespace().unwrap_or_default();
                 let name = repo.name_any();
+                let revision = repo
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.artifact.as_ref())
+                    .map(|a| a.revision.clone());
+                let previous = revisions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((namespace.clone(), name.clone()), revision.clone());
+                if previous == Some(revision) {
+                    return Vec::new();
+                }
                 store
                     .state()
                     .into_iter()
@@ -592,6 +617,20 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// What makes a Kustomization worth reconciling again: generation, requestedAt, finalizers,
+/// deletion.
+fn reconcile_trigger(ks: &Kustomization) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    ks.metadata.generation.hash(&mut hasher);
+    ks.annotations()
+        .get(meta::RECONCILE_REQUEST_ANNOTATION)
+        .hash(&mut hasher);
+    ks.metadata.finalizers.hash(&mut hasher);
+    ks.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// A reconcile that failed at the API level is retried with Flux's exponential back-off.
