@@ -421,18 +421,14 @@ fn legacy_sort(rs: &mut [Resource], first: &[String], last: &[String]) {
         }
         0
     };
-    rs.sort_by(|a, b| {
-        let (ga, gb) = (a.gvk(), b.gvk());
-        if ga != gb {
-            let (ia, ib) = (index(&ga.kind), index(&gb.kind));
-            if ia != ib {
-                return ia.cmp(&ib);
-            }
-            return ga.sort_string().cmp(&gb.sort_string());
-        }
-        let ka = format!("{}|{}", ns_or_default(a.namespace()), a.name());
-        let kb = format!("{}|{}", ns_or_default(b.namespace()), b.name());
-        ka.cmp(&kb)
+    // By kind priority, then type, then namespace and name; stable.
+    rs.sort_by_cached_key(|r| {
+        let g = r.gvk();
+        (
+            index(&g.kind),
+            g.sort_string(),
+            format!("{}|{}", ns_or_default(r.namespace()), r.name()),
+        )
     });
 }
 

@@ -119,17 +119,23 @@ pub(crate) fn fix(
             }
         }
     }
+    let gvks: Vec<Gvk> = resources.iter().map(Resource::gvk).collect();
     for rule in &config.name_reference {
-        fix_rule(resources, rule)?;
+        fix_rule(resources, &gvks, rule)?;
     }
     Ok(())
 }
 
-fn fix_rule(resources: &mut [Resource], rule: &NameRef) -> Result<(), KustomizeError> {
+/// `gvks[i]` is the type of `resources[i]` (name references change names only).
+fn fix_rule(
+    resources: &mut [Resource],
+    gvks: &[Gvk],
+    rule: &NameRef,
+) -> Result<(), KustomizeError> {
     let cands: Vec<Candidate> = resources
         .iter()
         .enumerate()
-        .filter(|(_, r)| target_matches(&rule.target, &r.gvk()))
+        .filter(|(i, _)| target_matches(&rule.target, &gvks[*i]))
         .map(|(idx, r)| Candidate {
             idx,
             names: r
@@ -139,7 +145,7 @@ fn fix_rule(resources: &mut [Resource], rule: &NameRef) -> Result<(), KustomizeE
             cur_name: r.name().to_string(),
             cur_ns: ns_key(r.namespace()),
             lineage: r.lineage.clone(),
-            cluster: r.gvk().is_cluster_scoped(),
+            cluster: gvks[idx].is_cluster_scoped(),
         })
         .collect();
     if cands.is_empty() {
@@ -156,8 +162,8 @@ fn fix_rule(resources: &mut [Resource], rule: &NameRef) -> Result<(), KustomizeE
     let cands = Candidates::new(cands);
     let target_kind = rule.target.kind.clone();
     for (ri, r) in resources.iter_mut().enumerate() {
-        let gvk = r.gvk();
-        let specs: Vec<_> = rule.referrers.iter().filter(|f| f.matches(&gvk)).collect();
+        let gvk = &gvks[ri];
+        let specs: Vec<_> = rule.referrers.iter().filter(|f| f.matches(gvk)).collect();
         if specs.is_empty() {
             continue;
         }
