@@ -382,9 +382,19 @@ pub fn func_map() -> FuncMap {
         arity("toToml", a, 1)?;
         Ok(Value::from(to_toml(&a[0])))
     });
-    f!("lookup", |_, a| {
+    f!("lookup", |ex, a| {
         arity("lookup", a, 4)?;
-        Ok(Value::new_map())
+        let Some(cluster) = ex.cluster.clone() else {
+            // `helm template` never contacts a cluster.
+            return Ok(Value::new_map());
+        };
+        let found = cluster
+            .lookup(&s(a, 0), &s(a, 1), &s(a, 2), &s(a, 3))
+            .map_err(|e| FuncError::Msg(format!("error calling lookup: {e}")))?;
+        Ok(match found {
+            Some(v) => super::lookup::unstructured_value(&v),
+            None => Value::new_map(),
+        })
     });
 
     // --- Sprig: defaults, types

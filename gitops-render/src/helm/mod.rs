@@ -20,6 +20,7 @@ mod crypto;
 mod dates;
 mod encoding;
 pub mod funcs;
+pub mod lookup;
 pub mod render;
 pub mod schema;
 pub mod semver;
@@ -30,6 +31,7 @@ pub mod yaml;
 
 use std::path::{Path, PathBuf};
 
+pub use lookup::{Lookup, LookupError};
 pub use render::{RenderOptions, Rendered};
 pub use value::Value;
 

@@ -137,6 +137,9 @@ pub struct RenderOptions {
     pub max_output: usize,
     /// Time limit for the whole render.
     pub timeout: Option<Duration>,
+    /// The cluster `lookup` asks; `None` (the default) renders offline like `helm template`,
+    /// `lookup` returning empty maps.
+    pub lookup: Option<std::sync::Arc<dyn super::lookup::Lookup + Send + Sync>>,
 }
 
 impl Default for RenderOptions {
@@ -152,6 +155,7 @@ impl Default for RenderOptions {
             max_depth: 1000,
             max_output: 256 * 1024 * 1024,
             timeout: None,
+            lookup: None,
         }
     }
 }
@@ -693,6 +697,7 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
                 .insert("Template".into(), Value::from(tmpl_info));
         }
         let mut ex = Exec::new(&set, &fmap, limits);
+        ex.cluster = opts.lookup.clone();
         let out = ex.execute(k, r.vals.clone()).map_err(|e| match e {
             ExecError::Exec(m) => HelmError::Exec(reformat_exec_error(k, &m)),
             ExecError::Depth(name) => HelmError::RecursionLimit {

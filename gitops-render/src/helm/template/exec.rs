@@ -112,6 +112,8 @@ pub struct Exec<'a> {
     pub depth: usize,
     /// Nesting per included name (Helm's include recursion guard).
     pub included: HashMap<String, usize>,
+    /// The cluster `lookup` asks; `None` renders offline (empty maps, as `helm template`).
+    pub cluster: Option<std::sync::Arc<dyn crate::helm::lookup::Lookup + Send + Sync>>,
     /// Extra state for functions (the chart's files, capabilities ...) is reached through values.
     tree: Option<Rc<Tree>>,
     vars: Vec<(String, Value)>,
@@ -129,6 +131,7 @@ impl<'a> Exec<'a> {
             limits,
             depth: 0,
             included: HashMap::new(),
+            cluster: None,
             tree: None,
             vars: Vec::new(),
             out: String::new(),
