@@ -98,6 +98,14 @@ pub enum SourceError {
     /// An OCI registry operation failed (see [`crate::oci::OciError`]).
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+    /// A commit or tag signature was missing, untrusted or invalid.
+    #[error("signature verification failed for {url}: {source}")]
+    Verification {
+        /// The remote URL (without credentials).
+        url: String,
+        /// What failed.
+        source: crate::signature::VerifyError,
+    },
     /// A Helm repository or chart operation failed (see [`crate::helm::HelmError`]).
     #[error(transparent)]
     Helm(#[from] crate::helm::HelmError),
@@ -133,6 +141,7 @@ impl SourceError {
             SourceError::Ignore(_) => "InvalidIgnoreRules",
             SourceError::Io { .. } => "IOError",
             SourceError::Oci(_) => "OCIOperationFailed",
+            SourceError::Verification { .. } => "InvalidCommitSignature",
             SourceError::Helm(_) => "IndexationFailed",
             SourceError::Bucket(_) => "BucketOperationFailed",
         }

@@ -45,6 +45,9 @@ use crate::store::{ArtifactStore, ObjectRef};
 /// a change (ignore rules, sparse directories, submodules) forces a rebuild, like Flux's
 /// `observedIgnore` / `observedSparseCheckout` / `observedRecurseSubmodules`.
 pub const CONFIG_DIGEST_KEY: &str = "source.gitops.dev/config-digest";
+/// Metadata key: what was verified and by which key (`commit <id> by SHA256:…`), when the
+/// source verifies signatures.
+pub const VERIFIED_KEY: &str = "source.gitops.dev/verified";
 
 /// Which revision of the repository to acquire. Precedence (lowest to highest): branch, tag,
 /// semver, name, commit; `commit` may be combined with `branch`.
@@ -171,6 +174,9 @@ pub struct GitSource {
     pub timeout: Duration,
     /// An explicit proxy; overrides the environment.
     pub proxy: Option<ProxySettings>,
+    /// Verify the commit and/or tag signature before building the artifact (Flux's
+    /// `spec.verify`); see [`crate::signature`].
+    pub verify: Option<crate::signature::GitVerification>,
     /// The object the artifacts belong to in the store.
     pub object: ObjectRef,
 }
@@ -188,6 +194,7 @@ impl GitSource {
             recurse_submodules: false,
             timeout: Duration::from_secs(60),
             proxy: None,
+            verify: None,
             object,
         }
     }
@@ -207,6 +214,11 @@ impl GitSource {
         } else {
             b"\0sub0"
         });
+        // Changing what is verified (or against which keys) rebuilds, and so re-verifies.
+        if let Some(v) = &self.verify {
+            h.update(format!("\0verify{:?}\0", v.mode).as_bytes());
+            h.update(v.ssh_authorized_keys.as_bytes());
+        }
         Digest::from_sha256(h)
     }
 
@@ -907,6 +919,15 @@ impl GitSource {
         };
         let revision = Revision::git(name.as_deref(), &commit_id.to_string())
             .map_err(|e| SourceError::InvalidSpec(e.to_string()))?;
+        let verified = match &self.verify {
+            Some(v) => self
+                .verify_signatures(&repo, v, commit_id, &resolved.fetch_spec)
+                .map_err(|source| SourceError::Verification {
+                    url: url.clone(),
+                    source,
+                })?,
+            None => Vec::new(),
+        };
         let checkout = ws.dir.path().join("checkout");
         fs::create_dir_all(&checkout).map_err(Self::io(&checkout))?;
         let sparse: Vec<String> = self
@@ -932,6 +953,9 @@ impl GitSource {
             CONFIG_DIGEST_KEY.to_owned(),
             self.config_digest().to_string(),
         );
+        if !verified.is_empty() {
+            metadata.insert(VERIFIED_KEY.to_owned(), verified.join(", "));
+        }
         let artifact = Artifact {
             revision,
             digest: stored.digest,
@@ -952,6 +976,71 @@ impl GitSource {
             tracing::warn!(%error, "artifact garbage collection failed");
         }
         Ok(Acquired::New(artifact))
+    }
+
+    /// Verifies what `verify.mode` asks for; returns `<object> by <key fingerprint>` lines.
+    fn verify_signatures(
+        &self,
+        repo: &gix::Repository,
+        verify: &crate::signature::GitVerification,
+        commit_id: gix::ObjectId,
+        fetch_spec: &str,
+    ) -> Result<Vec<String>, crate::signature::VerifyError> {
+        use crate::signature::{VerifyError, VerifyMode, split_trailing_signature};
+        let mut verified = Vec::new();
+        let read_err = |object: &str, e: &dyn std::error::Error| VerifyError::Invalid {
+            object: object.to_owned(),
+            message: format!("reading the object: {e}"),
+        };
+        if matches!(verify.mode, VerifyMode::Tag | VerifyMode::TagAndHead) {
+            let local = fetch_destination(fetch_spec);
+            let not_a_tag = || VerifyError::NotATag {
+                mode: verify.mode,
+                reference: local.to_owned(),
+            };
+            let Some(tag) = local.strip_prefix("refs/tags/") else {
+                return Err(not_a_tag());
+            };
+            let object = format!("tag {tag}");
+            let id = repo
+                .find_reference(local)
+                .map_err(|e| read_err(&object, &e))?
+                .target()
+                .try_id()
+                .map(|id| id.to_owned())
+                .ok_or_else(not_a_tag)?;
+            let found = repo.find_object(id).map_err(|e| read_err(&object, &e))?;
+            if found.kind != gix::object::Kind::Tag {
+                return Err(not_a_tag());
+            }
+            let Some((signed, signature)) = split_trailing_signature(&found.data) else {
+                return Err(VerifyError::Unsigned { object });
+            };
+            let key =
+                crate::signature::verify(&object, signed, signature, &verify.ssh_authorized_keys)?;
+            verified.push(format!("{object} by {key}"));
+        }
+        if matches!(verify.mode, VerifyMode::Head | VerifyMode::TagAndHead) {
+            let object = format!("commit {commit_id}");
+            let found = repo
+                .find_object(commit_id)
+                .map_err(|e| read_err(&object, &e))?;
+            let (signature, signed) =
+                gix::objs::CommitRefIter::signature(&found.data, commit_id.kind())
+                    .map_err(|e| read_err(&object, &e))?
+                    .ok_or_else(|| VerifyError::Unsigned {
+                        object: object.clone(),
+                    })?;
+            let signed = signed.to_bstring();
+            let key = crate::signature::verify(
+                &object,
+                &signed,
+                &signature,
+                &verify.ssh_authorized_keys,
+            )?;
+            verified.push(format!("{object} by {key}"));
+        }
+        Ok(verified)
     }
 
     fn checkout_submodules(

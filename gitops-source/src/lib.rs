@@ -79,6 +79,7 @@ pub mod oci;
 pub mod revision;
 pub mod semver;
 pub mod server;
+pub mod signature;
 pub mod sourceignore;
 pub mod store;
 
@@ -93,4 +94,5 @@ pub use oci::{
 };
 pub use revision::{Algorithm, Digest, Revision};
 pub use server::ArtifactServer;
+pub use signature::{GitVerification, VerifyMode};
 pub use store::{ArtifactStore, ObjectRef, Retention};

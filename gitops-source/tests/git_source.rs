@@ -773,3 +773,219 @@ async fn socks5_proxy_from_the_settings() -> TestResult {
     );
     Ok(())
 }
+
+/// Flux's `spec.verify` with SSH keys: commits and annotated tags signed by `git` with
+/// `gpg.format=ssh` verify against the trusted keys (the key's fingerprint lands in the
+/// metadata); unsigned objects, untrusted signers, a tag mode on a branch and OpenPGP
+/// signatures (not verified by this crate) are typed refusals, and no artifact is written.
+#[tokio::test]
+async fn ssh_signed_commits_and_tags_are_verified() -> TestResult {
+    use gitops_source::git::VERIFIED_KEY;
+    use gitops_source::signature::VerifyError;
+    use gitops_source::{GitVerification, VerifyMode};
+    let keys = tempfile::tempdir()?;
+    let keygen = |name: &str| -> Result<(std::path::PathBuf, String), Box<dyn std::error::Error>> {
+        let path = keys.path().join(name);
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .status()?
+            .success();
+        assert!(ok, "ssh-keygen");
+        let public = std::fs::read_to_string(path.with_extension("pub"))?;
+        Ok((path, public))
+    };
+    let (trusted_key, trusted_pub) = keygen("trusted")?;
+    let (other_key, other_pub) = keygen("other")?;
+    let fingerprint = String::from_utf8(
+        std::process::Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(trusted_key.with_extension("pub"))
+            .output()?
+            .stdout,
+    )?
+    .split_whitespace()
+    .nth(1)
+    .expect("a fingerprint")
+    .to_owned();
+
+    let fixture = GitFixture::new()?;
+    let repo = fixture.repo("app")?;
+    let signing = |key: &Path| {
+        [
+            "-c".to_owned(),
+            "gpg.format=ssh".to_owned(),
+            "-c".to_owned(),
+            format!("user.signingKey={}", key.display()),
+        ]
+    };
+    let commit_signed = |key: &Path, message: &str| -> Result<String, Box<dyn std::error::Error>> {
+        repo.git(["add", "-A"])?;
+        let mut args: Vec<String> = signing(key).to_vec();
+        args.extend([
+            "commit".into(),
+            "-q".into(),
+            "-S".into(),
+            "-m".into(),
+            message.into(),
+        ]);
+        repo.git(&args)?;
+        Ok(repo.head()?)
+    };
+    repo.write("deploy/app.yaml", "kind: ConfigMap\n")?;
+    let signed = commit_signed(&trusted_key, "signed")?;
+    let mut tag_args: Vec<String> = signing(&trusted_key).to_vec();
+    tag_args.extend([
+        "tag".into(),
+        "-s".into(),
+        "v1.0.0".into(),
+        "-m".into(),
+        "release".into(),
+    ]);
+    repo.git(&tag_args)?;
+    repo.tag_annotated("v2.0.0", "unsigned release")?;
+    repo.switch_new("unsigned")?;
+    repo.write("unsigned.txt", "x\n")?;
+    repo.commit("unsigned")?;
+    repo.switch("main")?;
+    repo.switch_new("foreign")?;
+    repo.write("foreign.txt", "x\n")?;
+    commit_signed(&other_key, "signed by another key")?;
+    repo.switch("main")?;
+    let bare = fixture.publish(&repo, "app.git")?;
+    let url = format!("file://{}", bare.display());
+
+    let store_dir = tempfile::tempdir()?;
+    let store = ArtifactStore::new(store_dir.path())?;
+    let verifying = |reference: GitReference, mode: VerifyMode, trusted: &str| {
+        let mut src = source(&url, reference);
+        src.verify = Some(GitVerification {
+            mode,
+            ssh_authorized_keys: format!("# trusted signers\n{trusted}"),
+        });
+        src
+    };
+    let tag = |name: &str| GitReference {
+        tag: Some(name.into()),
+        ..Default::default()
+    };
+
+    let a = acquire_new(
+        &verifying(branch("main"), VerifyMode::Head, &trusted_pub),
+        &store,
+    )
+    .await;
+    assert_eq!(a.revision.to_string(), format!("main@sha1:{signed}"));
+    assert_eq!(
+        a.metadata[VERIFIED_KEY],
+        format!("commit {signed} by {fingerprint}")
+    );
+    let b = acquire_new(
+        &verifying(tag("v1.0.0"), VerifyMode::TagAndHead, &trusted_pub),
+        &store,
+    )
+    .await;
+    assert_eq!(
+        b.metadata[VERIFIED_KEY],
+        format!("tag v1.0.0 by {fingerprint}, commit {signed} by {fingerprint}")
+    );
+    // Several trusted keys: the signer's is found among them.
+    acquire_new(
+        &verifying(
+            tag("v1.0.0"),
+            VerifyMode::Tag,
+            &format!("{other_pub}\n{trusted_pub}"),
+        ),
+        &store,
+    )
+    .await;
+
+    let refused = |reference: GitReference, mode: VerifyMode, trusted: &str| {
+        let src = verifying(reference, mode, trusted);
+        let store = store.clone();
+        async move {
+            match src.acquire(None, &store).await {
+                Err(err @ SourceError::Verification { .. }) => {
+                    assert_eq!(err.reason(), "InvalidCommitSignature");
+                    let SourceError::Verification { source, .. } = err else {
+                        unreachable!()
+                    };
+                    source
+                }
+                other => panic!("expected a verification failure, got {other:?}"),
+            }
+        }
+    };
+    assert!(matches!(
+        refused(branch("unsigned"), VerifyMode::Head, &trusted_pub).await,
+        VerifyError::Unsigned { .. }
+    ));
+    assert!(matches!(
+        refused(branch("foreign"), VerifyMode::Head, &trusted_pub).await,
+        VerifyError::Invalid { .. }
+    ));
+    assert!(matches!(
+        refused(branch("main"), VerifyMode::Head, &other_pub).await,
+        VerifyError::Invalid { .. }
+    ));
+    assert!(matches!(
+        refused(tag("v2.0.0"), VerifyMode::Tag, &trusted_pub).await,
+        VerifyError::Unsigned { .. }
+    ));
+    assert!(matches!(
+        refused(branch("main"), VerifyMode::Tag, &trusted_pub).await,
+        VerifyError::NotATag { .. }
+    ));
+
+    // An OpenPGP-signed commit is refused, not passed.
+    let gnupg = keys.path().join("gnupg");
+    std::fs::create_dir(&gnupg)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let gpg = |args: &[&str]| -> Result<std::process::Output, std::io::Error> {
+        std::process::Command::new("gpg")
+            .args(args)
+            .env("GNUPGHOME", &gnupg)
+            .output()
+    };
+    assert!(
+        gpg(&[
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "signer@example.org",
+            "default",
+            "default",
+            "never",
+        ])?
+        .status
+        .success()
+    );
+    repo.switch_new("pgp")?;
+    repo.write("pgp.txt", "x\n")?;
+    repo.git(["add", "-A"])?;
+    let pgp_commit = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args(["-c", "user.name=a", "-c", "user.email=signer@example.org"])
+        .args(["-c", "user.signingKey=signer@example.org"])
+        .args(["commit", "-q", "-S", "-m", "pgp signed"])
+        .env("GNUPGHOME", &gnupg)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()?;
+    let _ = std::process::Command::new("gpgconf")
+        .args(["--kill", "gpg-agent"])
+        .env("GNUPGHOME", &gnupg)
+        .status();
+    assert!(pgp_commit.success(), "git commit -S with gpg");
+    fixture.publish(&repo, "app.git")?;
+    assert!(matches!(
+        refused(branch("pgp"), VerifyMode::Head, &trusted_pub).await,
+        VerifyError::UnsupportedPgp { .. }
+    ));
+    Ok(())
+}
