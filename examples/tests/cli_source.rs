@@ -145,3 +145,43 @@ fn the_proxy_from_the_environment_is_used() {
     );
     assert!(!served.server.requests().is_empty());
 }
+
+/// `--verify head --verify-keys F`: an unsigned commit is refused with the typed reason and
+/// no artifact is written.
+#[test]
+fn verify_refuses_an_unsigned_commit() {
+    let served = served_repo();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("trusted");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(made.success());
+    let out = tempfile::tempdir().expect("tempdir");
+    let pub_key = key.with_extension("pub");
+    let run = source_git(
+        &served.server.url_for("app.git"),
+        out.path(),
+        &[
+            "--branch",
+            "main",
+            "--verify",
+            "head",
+            "--verify-keys",
+            pub_key.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("InvalidCommitSignature"), "{stderr}");
+    assert!(stderr.contains("is not signed"), "{stderr}");
+    assert!(run.stdout.is_empty());
+    let written = walkdir::WalkDir::new(out.path())
+        .into_iter()
+        .filter_map(Result::ok)
+        .any(|e| e.path().extension().is_some_and(|x| x == "gz"));
+    assert!(!written, "no artifact for an unverified commit");
+}

@@ -103,6 +103,13 @@ pub struct GitArgs {
     /// An HTTP(S) or SOCKS5 proxy (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY).
     #[arg(long)]
     pub proxy: Option<String>,
+    /// Verify signatures before building the artifact: the commit (`head`), the annotated tag
+    /// (`tag`) or both (`tag-and-head`); SSH signatures only.
+    #[arg(long, value_enum, requires = "verify_keys")]
+    pub verify: Option<VerifyArg>,
+    /// Trusted SSH public keys (authorized_keys format) for `--verify`.
+    #[arg(long, requires = "verify")]
+    pub verify_keys: Option<PathBuf>,
     /// Limit for each Git operation (`30s`, `2m`, or seconds).
     #[arg(long, default_value = "60s", value_parser = parse_seconds)]
     pub timeout: Duration,
@@ -194,6 +201,17 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// What `--verify` checks.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum VerifyArg {
+    /// The commit.
+    Head,
+    /// The annotated tag.
+    Tag,
+    /// The annotated tag and the commit.
+    TagAndHead,
+}
+
 fn git(args: GitArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.clone().unwrap_or_else(|| repo_name(&args.url));
     let object = ObjectRef::new("GitRepository", &args.namespace, &name)?;
@@ -215,6 +233,18 @@ fn git(args: GitArgs) -> anyhow::Result<ExitCode> {
         address,
         basic: None,
     });
+    if let (Some(mode), Some(keys)) = (args.verify, &args.verify_keys) {
+        use gitops_source::{GitVerification, VerifyMode};
+        source.verify = Some(GitVerification {
+            mode: match mode {
+                VerifyArg::Head => VerifyMode::Head,
+                VerifyArg::Tag => VerifyMode::Tag,
+                VerifyArg::TagAndHead => VerifyMode::TagAndHead,
+            },
+            ssh_authorized_keys: String::from_utf8(read(keys, "trusted keys")?)
+                .context("trusted keys are not UTF-8")?,
+        });
+    }
     source.auth = GitAuth {
         basic: args.username.zip(args.password),
         bearer_token: args.bearer_token,
