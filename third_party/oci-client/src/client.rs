@@ -350,6 +350,9 @@ impl TryFrom<ClientConfig> for Client {
             }
             client_builder = client_builder
                 .tls_certs_merge(convert_certificates(&config.extra_root_certificates)?);
+            if let Some(identity) = &config.client_identity {
+                client_builder = client_builder.identity(reqwest::Identity::try_from(identity)?);
+            }
         }
 
         if let Some(timeout) = config.read_timeout {
@@ -2484,6 +2487,65 @@ fn convert_certificates(certs: &[Certificate]) -> Result<Vec<reqwest::Certificat
     certs.iter().map(reqwest::Certificate::try_from).collect()
 }
 
+/// A TLS client identity (certificate chain and private key) presented to
+/// registries that require client certificates (mutual TLS).
+///
+/// The `Debug` output never shows the private key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// PEM-encoded certificate chain, leaf certificate first
+    pub cert_pem: Vec<u8>,
+
+    /// PEM-encoded private key of the leaf certificate (PKCS#8; with rustls
+    /// also PKCS#1 RSA or SEC1 EC keys)
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem", &format_args!("<{} bytes>", self.cert_pem.len()))
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl TryFrom<&ClientIdentity> for reqwest::Identity {
+    type Error = OciDistributionError;
+
+    fn try_from(identity: &ClientIdentity) -> Result<Self> {
+        #[cfg(any(feature = "rustls-tls", feature = "rustls-tls-no-provider"))]
+        {
+            let mut pem = identity.cert_pem.clone();
+            pem.push(b'\n');
+            pem.extend_from_slice(&identity.key_pem);
+            Ok(reqwest::Identity::from_pem(&pem)?)
+        }
+        #[cfg(all(
+            feature = "native-tls",
+            not(any(feature = "rustls-tls", feature = "rustls-tls-no-provider"))
+        ))]
+        {
+            Ok(reqwest::Identity::from_pkcs8_pem(
+                &identity.cert_pem,
+                &identity.key_pem,
+            )?)
+        }
+        #[cfg(not(any(
+            feature = "native-tls",
+            feature = "rustls-tls",
+            feature = "rustls-tls-no-provider"
+        )))]
+        {
+            let _ = identity;
+            Err(OciDistributionError::GenericError(Some(
+                "a TLS client identity needs the rustls-tls or native-tls feature".to_string(),
+            )))
+        }
+    }
+}
+
 /// A client configuration
 pub struct ClientConfig {
     /// Which protocol the client should use
@@ -2508,6 +2570,10 @@ pub struct ClientConfig {
     /// A list of extra root certificate to trust. This can be used to connect
     /// to servers using self-signed certificates
     pub extra_root_certificates: Vec<Certificate>,
+
+    /// A client certificate and private key presented to registries that
+    /// require mutual TLS. Defaults to `None`.
+    pub client_identity: Option<ClientIdentity>,
 
     /// A function that defines the client's behaviour if an Image Index Manifest
     /// (i.e Manifest List) is encountered when pulling an image.
@@ -2577,6 +2643,7 @@ impl Default for ClientConfig {
             use_monolithic_push: false,
             tls_certs_only: Vec::new(),
             extra_root_certificates: Vec::new(),
+            client_identity: None,
             platform_resolver: Some(Box::new(current_platform_resolver)),
             max_concurrent_upload: DEFAULT_MAX_CONCURRENT_UPLOAD,
             max_concurrent_download: DEFAULT_MAX_CONCURRENT_DOWNLOAD,
