@@ -30,7 +30,235 @@ pub fn register(m: &mut FuncMap) {
     m.insert("genSelfSignedCert", gen_self_signed);
     m.insert("genSignedCert", gen_signed);
     m.insert("encryptAES", encrypt_aes_fn);
+    m.insert("derivePassword", derive_password_fn);
     m.insert("decryptAES", decrypt_aes_fn);
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut m =
+        <HmacSha256 as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+/// PBKDF2-HMAC-SHA256 (RFC 8018).
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8]) {
+    for (i, chunk) in out.chunks_mut(32).enumerate() {
+        let block = (i as u32 + 1).to_be_bytes();
+        let mut u = hmac_sha256(password, &[salt, &block]);
+        let mut t = u;
+        for _ in 1..rounds {
+            u = hmac_sha256(password, &[&u]);
+            for (a, b) in t.iter_mut().zip(u.iter()) {
+                *a ^= b;
+            }
+        }
+        chunk.copy_from_slice(&t[..chunk.len()]);
+    }
+}
+
+/// The Salsa20/8 core over 16 little-endian words (RFC 7914 section 3).
+fn salsa20_8(b: &mut [u32; 16]) {
+    let mut x = *b;
+    for _ in 0..4 {
+        let mut q = |a: usize, bb: usize, c: usize, r: u32| {
+            x[a] ^= x[bb].wrapping_add(x[c]).rotate_left(r);
+        };
+        q(4, 0, 12, 7);
+        q(8, 4, 0, 9);
+        q(12, 8, 4, 13);
+        q(0, 12, 8, 18);
+        q(9, 5, 1, 7);
+        q(13, 9, 5, 9);
+        q(1, 13, 9, 13);
+        q(5, 1, 13, 18);
+        q(14, 10, 6, 7);
+        q(2, 14, 10, 9);
+        q(6, 2, 14, 13);
+        q(10, 6, 2, 18);
+        q(3, 15, 11, 7);
+        q(7, 3, 15, 9);
+        q(11, 7, 3, 13);
+        q(15, 11, 7, 18);
+        q(1, 0, 3, 7);
+        q(2, 1, 0, 9);
+        q(3, 2, 1, 13);
+        q(0, 3, 2, 18);
+        q(6, 5, 4, 7);
+        q(7, 6, 5, 9);
+        q(4, 7, 6, 13);
+        q(5, 4, 7, 18);
+        q(11, 10, 9, 7);
+        q(8, 11, 10, 9);
+        q(9, 8, 11, 13);
+        q(10, 9, 8, 18);
+        q(12, 15, 14, 7);
+        q(13, 12, 15, 9);
+        q(14, 13, 12, 13);
+        q(15, 14, 13, 18);
+    }
+    for (a, x) in b.iter_mut().zip(x.iter()) {
+        *a = a.wrapping_add(*x);
+    }
+}
+
+/// scryptBlockMix over `2r` 64-byte blocks held as words (RFC 7914 section 4).
+fn block_mix(b: &[u32], out: &mut [u32], r: usize) {
+    let mut x = [0u32; 16];
+    x.copy_from_slice(&b[(2 * r - 1) * 16..2 * r * 16]);
+    for i in 0..2 * r {
+        for (xj, bj) in x.iter_mut().zip(&b[i * 16..(i + 1) * 16]) {
+            *xj ^= bj;
+        }
+        salsa20_8(&mut x);
+        // Even blocks first, then odd ones.
+        let dst = if i % 2 == 0 { i / 2 } else { r + i / 2 };
+        out[dst * 16..(dst + 1) * 16].copy_from_slice(&x);
+    }
+}
+
+/// scrypt (RFC 7914) with `n` a power of two.
+fn scrypt(password: &[u8], salt: &[u8], n: usize, r: usize, p: usize, out: &mut [u8]) {
+    let words = 32 * r;
+    let mut b = vec![0u8; p * 128 * r];
+    pbkdf2_sha256(password, salt, 1, &mut b);
+    let mut v = vec![0u32; n * words];
+    let mut x = vec![0u32; words];
+    let mut y = vec![0u32; words];
+    for chunk in b.chunks_mut(128 * r) {
+        for (w, c) in x.iter_mut().zip(chunk.chunks(4)) {
+            *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        for i in 0..n {
+            v[i * words..(i + 1) * words].copy_from_slice(&x);
+            block_mix(&x, &mut y, r);
+            std::mem::swap(&mut x, &mut y);
+        }
+        for _ in 0..n {
+            let j = (x[(2 * r - 1) * 16] as usize) & (n - 1);
+            for (a, bv) in x.iter_mut().zip(&v[j * words..(j + 1) * words]) {
+                *a ^= bv;
+            }
+            block_mix(&x, &mut y, r);
+            std::mem::swap(&mut x, &mut y);
+        }
+        for (c, w) in chunk.chunks_mut(4).zip(x.iter()) {
+            c.copy_from_slice(&w.to_le_bytes());
+        }
+    }
+    pbkdf2_sha256(password, &b, 1, out);
+}
+
+/// Sprig's `derivePassword` (the Master Password algorithm): scrypt(N=32768, r=8, p=2) of
+/// the password salted with the user, an HMAC-SHA256 of the site and counter, then a
+/// template of the password type filled from the seed's bytes.
+pub(crate) fn derive_password(
+    counter: u32,
+    password_type: &str,
+    password: &str,
+    user: &str,
+    site: &str,
+) -> String {
+    const SEED: &[u8] = b"com.lyndir.masterpassword";
+    let templates: &[&str] = match password_type {
+        "maximum" => &["anoxxxxxxxxxxxxxxxxx", "axxxxxxxxxxxxxxxxxno"],
+        "long" => &[
+            "CvcvnoCvcvCvcv",
+            "CvcvCvcvnoCvcv",
+            "CvcvCvcvCvcvno",
+            "CvccnoCvcvCvcv",
+            "CvccCvcvnoCvcv",
+            "CvccCvcvCvcvno",
+            "CvcvnoCvccCvcv",
+            "CvcvCvccnoCvcv",
+            "CvcvCvccCvcvno",
+            "CvcvnoCvcvCvcc",
+            "CvcvCvcvnoCvcc",
+            "CvcvCvcvCvccno",
+            "CvccnoCvccCvcv",
+            "CvccCvccnoCvcv",
+            "CvccCvccCvcvno",
+            "CvcvnoCvccCvcc",
+            "CvcvCvccnoCvcc",
+            "CvcvCvccCvccno",
+            "CvccnoCvcvCvcc",
+            "CvccCvcvnoCvcc",
+            "CvccCvcvCvccno",
+        ],
+        "medium" => &["CvcnoCvc", "CvcCvcno"],
+        "short" => &["Cvcn"],
+        "basic" => &["aaanaaan", "aannaaan", "aaannaaa"],
+        "pin" => &["nnnn"],
+        _ => return format!("cannot find password template {password_type}"),
+    };
+    let chars = |c: u8| -> &'static [u8] {
+        match c {
+            b'V' => b"AEIOU",
+            b'C' => b"BCDFGHJKLMNPQRSTVWXYZ",
+            b'v' => b"aeiou",
+            b'c' => b"bcdfghjklmnpqrstvwxyz",
+            b'A' => b"AEIOUBCDFGHJKLMNPQRSTVWXYZ",
+            b'a' => b"AEIOUaeiouBCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz",
+            b'n' => b"0123456789",
+            b'o' => b"@&%?,=[]_:-+*$#!'^~;()/.",
+            _ => b"AEIOUaeiouBCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz0123456789!@#$%^&*()",
+        }
+    };
+    let mut salt = SEED.to_vec();
+    salt.extend_from_slice(&(user.len() as u32).to_be_bytes());
+    salt.extend_from_slice(user.as_bytes());
+    let mut key = [0u8; 64];
+    scrypt(password.as_bytes(), &salt, 32768, 8, 2, &mut key);
+    let mut msg = SEED.to_vec();
+    msg.extend_from_slice(&(site.len() as u32).to_be_bytes());
+    msg.extend_from_slice(site.as_bytes());
+    msg.extend_from_slice(&counter.to_be_bytes());
+    let seed = hmac_sha256(&key, &[&msg]);
+    let template = templates[usize::from(seed[0]) % templates.len()];
+    template
+        .bytes()
+        .enumerate()
+        .map(|(i, c)| {
+            let set = chars(c);
+            char::from(set[usize::from(seed[i + 1]) % set.len()])
+        })
+        .collect()
+}
+
+fn derive_password_fn(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    if a.len() != 5 {
+        return Err(err(format!(
+            "wrong number of args for derivePassword: want 5 got {}",
+            a.len()
+        )));
+    }
+    // text/template converts the first argument to uint32: ints only.
+    let counter = match &a[0] {
+        Value::Int(i) if (0..=i64::from(u32::MAX)).contains(i) => *i as u32,
+        Value::Int(i) => {
+            return Err(err(format!(
+                "wrong type for value; expected uint32; got int: {i} overflows uint32"
+            )));
+        }
+        other => {
+            return Err(err(format!(
+                "wrong type for value; expected uint32; got {}",
+                other.type_name()
+            )));
+        }
+    };
+    Ok(Value::from(derive_password(
+        counter,
+        &strval(&a[1]),
+        &strval(&a[2]),
+        &strval(&a[3]),
+        &strval(&a[4]),
+    )))
 }
 
 /// Sprig's AES key: the password's bytes, zero-padded or cut to 32 (AES-256).
@@ -477,6 +705,21 @@ mod tests {
         assert_eq!(decrypt_aes("k", "").expect("empty"), "");
         assert!(decrypt_aes("k", "c2hvcnQ=").is_err());
         assert!(decrypt_aes("k", "not base64!").is_err());
+    }
+
+    #[test]
+    fn scrypt_matches_rfc_7914() {
+        let mut out = [0u8; 64];
+        scrypt(b"", b"", 16, 1, 1, &mut out);
+        assert_eq!(
+            super::super::funcs::to_hex_pub(&out),
+            "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906"
+        );
+        scrypt(b"password", b"NaCl", 1024, 8, 16, &mut out);
+        assert_eq!(
+            super::super::funcs::to_hex_pub(&out),
+            "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
+        );
     }
 
     #[test]

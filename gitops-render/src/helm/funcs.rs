@@ -1348,7 +1348,6 @@ pub fn func_map() -> FuncMap {
     for name in [
         "htpasswd",
         "genPrivateKey",
-        "derivePassword",
         "buildCustomCert",
         "genCA",
         "genCAWithKey",
@@ -1822,6 +1821,12 @@ fn bytes_of(v: &Value) -> Vec<u8> {
         Value::Bytes(b) => b.to_vec(),
         other => strval(other).into_bytes(),
     }
+}
+
+/// Lower-case hex (for tests of sibling modules).
+#[cfg(test)]
+pub(crate) fn to_hex_pub(b: &[u8]) -> String {
+    to_hex(b)
 }
 
 fn to_hex(b: &[u8]) -> String {
