@@ -181,6 +181,37 @@ async fn tls_with_auth_is_trusted_with_the_generated_ca() {
     assert!(untrusting.get(format!("{base}/v2/")).send().await.is_err());
 }
 
+#[tokio::test]
+async fn client_certificates_are_required_when_asked_for() {
+    let registry = OciRegistry::builder()
+        .require_client_certificates()
+        .start()
+        .expect("registry");
+    let base = registry.url();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let ca_pem = registry.ca_pem().expect("CA").as_bytes().to_vec();
+    let issued = registry.client_cert().expect("client certificate");
+    let identity =
+        reqwest::Identity::from_pem(format!("{}\n{}", issued.cert_pem, issued.key_pem).as_bytes())
+            .expect("identity");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).expect("CA")])
+        .identity(identity)
+        .build()
+        .expect("client");
+    let digest = push_blob(&client, &base, "mtls/app", b"over mtls", None).await;
+    let got = pull_blob(&client, &base, "mtls/app", &digest, None).await;
+    assert_eq!(got.bytes().await.expect("body").as_ref(), b"over mtls");
+
+    // Trusting the CA is not enough: without a client certificate the handshake is refused.
+    let anonymous = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).expect("CA")])
+        .build()
+        .expect("client");
+    let refused = anonymous.get(format!("{base}/v2/")).send().await;
+    assert!(refused.is_err(), "{refused:?}");
+}
+
 #[test]
 fn after_drop_the_port_refuses_connections() {
     let registry = OciRegistry::start().expect("registry");

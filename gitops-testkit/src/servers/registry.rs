@@ -1,7 +1,7 @@
 //! Debian's `docker-registry` (CNCF distribution v2) with a generated configuration,
 //! filesystem storage, optional htpasswd (bcrypt) authentication, optional registry token
 //! authentication (the registry's `auth: token` backend with an in-process token server issuing
-//! ES256 JWTs) and optional TLS.
+//! ES256 JWTs) and optional TLS, optionally requiring client certificates (mutual TLS).
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use super::process::{
     Package, ServerProcess, port_open, raw_http, resolve_binary, start_with_port_retry, temp_dir,
     write_file,
 };
-use super::tls::TestCa;
+use super::tls::{IssuedCert, TestCa};
 use super::{LOCALHOST, ServerError};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -30,6 +30,7 @@ pub struct OciRegistryBuilder {
     credentials: Option<(String, String)>,
     token: Option<(String, String)>,
     tls: Option<Option<TestCa>>,
+    client_certs: bool,
 }
 
 impl std::fmt::Debug for OciRegistryBuilder {
@@ -40,6 +41,7 @@ impl std::fmt::Debug for OciRegistryBuilder {
             .field("user", &self.credentials.as_ref().map(|(u, _)| u))
             .field("token_user", &self.token.as_ref().map(|(u, _)| u))
             .field("tls", &self.tls.is_some())
+            .field("client_certs", &self.client_certs)
             .finish()
     }
 }
@@ -52,6 +54,7 @@ impl Default for OciRegistryBuilder {
             credentials: None,
             token: None,
             tls: None,
+            client_certs: false,
         }
     }
 }
@@ -86,6 +89,18 @@ impl OciRegistryBuilder {
     /// Serves HTTPS with a certificate from `ca`.
     pub fn tls_with_ca(mut self, ca: &TestCa) -> Self {
         self.tls = Some(Some(ca.clone()));
+        self
+    }
+
+    /// Serves HTTPS (with a generated CA unless [`tls_with_ca`](Self::tls_with_ca) is used) and
+    /// requires every client to present a certificate issued by that CA (the registry's
+    /// `http.tls.clientcas`); connections without one are refused during the TLS handshake. A
+    /// client certificate is issued for tests: [`OciRegistry::client_cert`].
+    pub fn require_client_certificates(mut self) -> Self {
+        if self.tls.is_none() {
+            self.tls = Some(None);
+        }
+        self.client_certs = true;
         self
     }
 
@@ -125,6 +140,10 @@ impl OciRegistryBuilder {
             Some(Some(ca)) => Some(ca),
         };
         let server_cert = ca.as_ref().map(TestCa::issue_server_cert).transpose()?;
+        let client_cert = match (&ca, self.client_certs) {
+            (Some(ca), true) => Some(ca.issue_client_cert("gitops-testkit-client")?),
+            _ => None,
+        };
         let secret = random_hex(16)?;
         if htpasswd_file.is_some() && self.token.is_some() {
             return Err(ServerError::InvalidArgument(
@@ -151,6 +170,14 @@ impl OciRegistryBuilder {
                     cert.cert_path.display(),
                     cert.key_path.display()
                 ));
+                if client_cert.is_some()
+                    && let Some(ca) = &ca
+                {
+                    config.push_str(&format!(
+                        "    clientcas:\n      - {}\n",
+                        ca.cert_path().display()
+                    ));
+                }
             }
             if let Some(path) = &htpasswd_file {
                 config.push_str(&format!(
@@ -199,6 +226,7 @@ impl OciRegistryBuilder {
         tracing::debug!(
             port,
             tls = ca.is_some(),
+            client_certs = client_cert.is_some(),
             auth = htpasswd_file.is_some(),
             "docker-registry ready"
         );
@@ -206,6 +234,7 @@ impl OciRegistryBuilder {
             process,
             port,
             ca,
+            client_cert,
             credentials: self.credentials.or(self.token),
             token_server,
             storage,
@@ -223,6 +252,7 @@ pub struct OciRegistry {
     process: ServerProcess,
     port: u16,
     ca: Option<TestCa>,
+    client_cert: Option<IssuedCert>,
     credentials: Option<(String, String)>,
     token_server: Option<TokenServer>,
     storage: PathBuf,
@@ -234,6 +264,7 @@ impl std::fmt::Debug for OciRegistry {
         f.debug_struct("OciRegistry")
             .field("port", &self.port)
             .field("tls", &self.ca.is_some())
+            .field("client_certs", &self.client_cert.is_some())
             .field("user", &self.credentials.as_ref().map(|(u, _)| u))
             .finish_non_exhaustive()
     }
@@ -311,6 +342,12 @@ impl OciRegistry {
     /// The path of the CA certificate PEM file, with TLS.
     pub fn ca_pem_path(&self) -> Option<&Path> {
         self.ca.as_ref().map(TestCa::cert_path)
+    }
+
+    /// The client certificate (and key) issued by the registry's CA, when the registry requires
+    /// client certificates ([`OciRegistryBuilder::require_client_certificates`]).
+    pub fn client_cert(&self) -> Option<&IssuedCert> {
+        self.client_cert.as_ref()
     }
 
     /// Where the registry stores blobs and manifests.
