@@ -311,6 +311,68 @@ async fn tls_registry_needs_its_ca() -> TestResult {
     Ok(())
 }
 
+/// A registry requiring client certificates (distribution's `http.tls.clientcas`): push and
+/// pull succeed with the certificate issued by its CA; without it (or with a certificate and a
+/// key that do not belong together) the registry refuses, as typed errors; `Debug` never shows
+/// the key.
+#[tokio::test]
+async fn mtls_registry_needs_the_client_certificate_for_push_and_pull() -> TestResult {
+    let registry = OciRegistry::builder()
+        .require_client_certificates()
+        .start()?;
+    let url = registry.oci_url("mtls/app");
+    let ca = registry.ca_pem().expect("CA").as_bytes().to_vec();
+    let issued = registry.client_cert().expect("client certificate");
+    let identity = (
+        issued.cert_pem.as_bytes().to_vec(),
+        issued.key_pem.as_bytes().to_vec(),
+    );
+    let dir = content("1");
+    let mut opts = push_opts("v1");
+    opts.insecure = false;
+    opts.tls.ca_pem = Some(ca.clone());
+
+    // Trusting the CA is not enough to push.
+    match push_artifact(&url, dir.path(), &opts).await {
+        Err(SourceError::Network { url: u, .. }) => assert!(u.contains("mtls/app"), "{u}"),
+        other => {
+            panic!("expected a refused TLS handshake without a client certificate, got {other:?}")
+        }
+    }
+    opts.tls.client_identity_pem = Some(identity.clone());
+    let debug = format!("{:?}", opts.tls);
+    assert!(debug.contains("client_identity_pem: true"), "{debug}");
+    assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+    let pushed = push_artifact(&url, dir.path(), &opts).await?;
+
+    let tmp = tempfile::tempdir()?;
+    let store = ArtifactStore::new(tmp.path())?;
+    let mut source = OciSource::new(&url, object());
+    source.reference.tag = Some("v1".into());
+    source.tls.ca_pem = Some(ca);
+    match source.acquire(None, &store).await {
+        Err(SourceError::Network { .. }) => {}
+        other => {
+            panic!("expected a refused TLS handshake without a client certificate, got {other:?}")
+        }
+    }
+
+    // A key that is not PEM is named as a client certificate problem, without its bytes.
+    source.tls.client_identity_pem = Some((identity.0.clone(), b"not-a-key-secret".to_vec()));
+    match source.acquire(None, &store).await {
+        Err(SourceError::Oci(OciError::ClientCertificate(message))) => {
+            assert!(!message.contains("not-a-key-secret"), "{message}");
+        }
+        other => panic!("expected a client certificate error, got {other:?}"),
+    }
+
+    source.tls.client_identity_pem = Some(identity);
+    let a = source.acquire(None, &store).await?.into_artifact();
+    assert_eq!(a.revision.to_string(), format!("v1@{}", pushed.digest));
+    assert!(files_of(&store, &a).contains("deploy/app.yaml"));
+    Ok(())
+}
+
 /// The registry bearer-token flow (distribution's `auth: token` with the testkit's token
 /// server): push and pull go through the realm with Basic credentials and carry the issued
 /// JWT; wrong credentials and anonymous access are typed authentication failures.

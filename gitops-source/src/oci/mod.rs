@@ -23,7 +23,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientIdentity, ClientProtocol,
+};
 use oci_client::errors::OciDistributionError;
 use oci_client::{Client, Reference, RegistryOperation};
 use sha2::Digest as _;
@@ -115,6 +117,10 @@ pub enum OciError {
     /// The CA certificate could not be loaded.
     #[error("CA certificate: {0}")]
     Certificate(String),
+    /// The client certificate or its key (mutual TLS) could not be loaded (the message never
+    /// holds key material).
+    #[error("client certificate: {0}")]
+    ClientCertificate(String),
     /// The registry answered something else the client could not handle.
     #[error("OCI operation {operation} on {reference} failed: {message}")]
     Registry {
@@ -161,17 +167,22 @@ pub struct LayerSelector {
     pub operation: LayerOperation,
 }
 
-/// TLS settings for registries.
+/// TLS settings for registries (Flux's `certSecretRef`: `ca.crt`, `tls.crt`, `tls.key`).
+/// `Debug` never prints key material.
 #[derive(Clone, Default)]
 pub struct OciTls {
     /// Extra trusted CA certificates (PEM).
     pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate (chain, leaf first) and private key for mutual TLS
+    /// (`tls.crt` + `tls.key`), presented to registries that require client certificates.
+    pub client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for OciTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OciTls")
             .field("ca_pem", &self.ca_pem.as_ref().map(|c| c.len()))
+            .field("client_identity_pem", &self.client_identity_pem.is_some())
             .finish()
     }
 }
@@ -311,6 +322,17 @@ pub(crate) fn build_client(
         };
         reqwest::Certificate::try_from(&cert).map_err(|e| OciError::Certificate(e.to_string()))?;
         config.extra_root_certificates.push(cert);
+    }
+    if let Some((cert_pem, key_pem)) = &tls.client_identity_pem {
+        let identity = ClientIdentity {
+            cert_pem: cert_pem.clone(),
+            key_pem: key_pem.clone(),
+        };
+        // Checked here so a bad certificate or key is named as such; reqwest's message never
+        // holds the key.
+        reqwest::Identity::try_from(&identity)
+            .map_err(|e| OciError::ClientCertificate(e.to_string()))?;
+        config.client_identity = Some(identity);
     }
     Client::try_from(config).map_err(|e| OciError::Certificate(e.to_string()))
 }
