@@ -281,3 +281,101 @@ fn docker_config_credential_helper_supplies_the_credentials() {
     assert!(stderr.contains("AuthenticationFailed"), "{stderr}");
     assert!(!stderr.contains("helper-pass"), "{stderr}");
 }
+
+/// Runs `gitops` without registry credentials in its environment.
+fn anonymous(args: &[&str]) -> Output {
+    Command::new(GITOPS)
+        .args(args)
+        .env_remove("GITOPS_OCI_PASSWORD")
+        .output()
+        .expect("gitops runs")
+}
+
+/// A registry requiring client certificates: `push artifact` and `source oci` succeed with
+/// `--client-cert`/`--client-key` (and `--ca-file`) and fail without them, never printing the key.
+#[test]
+fn mtls_push_and_pull_need_the_client_certificate() {
+    let registry = OciRegistry::builder()
+        .require_client_certificates()
+        .start()
+        .expect("docker-registry");
+    let url = registry.oci_url("mtls");
+    let ca = registry.ca_pem_path().expect("CA").to_str().expect("utf-8");
+    let issued = registry.client_cert().expect("client certificate");
+    let cert = issued.cert_path.to_str().expect("utf-8");
+    let key = issued.key_path.to_str().expect("utf-8");
+    let content = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        content.path().join("app.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+    )
+    .expect("write");
+    let dir = content.path().to_str().expect("utf-8 path");
+    let push = |extra: &[&str]| {
+        let mut args = vec![
+            "push",
+            "artifact",
+            &url,
+            "--path",
+            dir,
+            "--source",
+            "https://example.org/demo.git",
+            "--revision",
+            "main@sha1:0c9c2e41d2f94f9b9c419b6f0c6b5a8e01234567",
+            "--tag",
+            "v1",
+            "--ca-file",
+            ca,
+        ];
+        args.extend_from_slice(extra);
+        anonymous(&args)
+    };
+    assert!(
+        !push(&[]).status.success(),
+        "a push without a client certificate must fail"
+    );
+    let pushed = push(&["--client-cert", cert, "--client-key", key]);
+    assert!(
+        pushed.status.success(),
+        "push failed: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&pushed.stdout).expect("push prints JSON");
+    let digest = pushed["digest"].as_str().expect("digest").to_string();
+
+    let store = tempfile::tempdir().expect("tempdir");
+    let out = store.path().to_str().expect("utf-8 path");
+    let pull = |extra: &[&str]| {
+        let mut args = vec![
+            "source",
+            "oci",
+            &url,
+            "--tag",
+            "v1",
+            "--ca-file",
+            ca,
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        anonymous(&args)
+    };
+    let refused = pull(&[]);
+    assert!(
+        !refused.status.success(),
+        "a pull without a client certificate must fail"
+    );
+    let pulled = pull(&["--client-cert", cert, "--client-key", key]);
+    assert!(
+        pulled.status.success(),
+        "pull failed: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let json: Value = serde_json::from_slice(&pulled.stdout).expect("pull prints JSON");
+    assert_eq!(json["revision"], format!("v1@{digest}"));
+    let key_pem = issued.key_pem.lines().nth(1).expect("key body").to_owned();
+    for output in [&refused, &pulled] {
+        assert!(!String::from_utf8_lossy(&output.stderr).contains(&key_pem));
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(&key_pem));
+    }
+}

@@ -60,6 +60,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     options.auth = args.registry.auth(&repo.registry)?;
     options.insecure = args.registry.insecure;
     options.tls.ca_pem = args.registry.ca_pem()?;
+    options.tls.client_identity_pem = args.registry.client_identity_pem()?;
     options.proxy = args.registry.proxy();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let pushed = runtime

@@ -374,6 +374,12 @@ pub struct RegistryArgs {
     /// PEM file of CA certificates to trust.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS with the registry.
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM client key for mutual TLS with the registry.
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// An HTTP(S) or SOCKS5 proxy for the registry (`socks5://user:pass@host:port`).
     #[arg(long)]
     pub proxy: Option<String>,
@@ -409,6 +415,18 @@ impl RegistryArgs {
             .as_deref()
             .map(|p| read(p, "CA file"))
             .transpose()
+    }
+
+    /// The client certificate and key for mutual TLS, read from `--client-cert` and
+    /// `--client-key`.
+    pub fn client_identity_pem(&self) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        match (&self.client_cert, &self.client_key) {
+            (Some(c), Some(k)) => Ok(Some((
+                read(c, "client certificate")?,
+                read(k, "client key")?,
+            ))),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -549,6 +567,7 @@ fn oci(args: OciArgs) -> anyhow::Result<ExitCode> {
     source.auth = args.registry.auth(&repo.registry)?;
     source.insecure = args.registry.insecure;
     source.tls.ca_pem = args.registry.ca_pem()?;
+    source.tls.client_identity_pem = args.registry.client_identity_pem()?;
     source.proxy = args.registry.proxy();
     if !args.ignore.is_empty() {
         source.ignore = Some(args.ignore.join("\n"));
