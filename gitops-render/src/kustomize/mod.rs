@@ -7,7 +7,12 @@
 //! Reads are confined: with [`LoadRestrictor::RootOnly`] (kustomize's default) files must lie
 //! in or below the kustomization that names them, and with any restrictor nothing is read
 //! outside the confinement root, through `..` or through symlinks. Remote resources, exec and Go
-//! plugins are never used.
+//! plugins are never used. `helmCharts` are rendered in-process by this crate's Helm engine
+//! (see [`BuildOptions::enable_helm`]); a chart that is not on disk is refused, never pulled.
+//!
+//! Strategic merges take list merge keys from OpenAPI schemas as kustomize does: the
+//! embedded Kubernetes v1.21.2 schema, or a kustomization's `openapi:` schema (see
+//! [`crate::openapi`]); `crds:` definitions add name references and field specs.
 
 mod crds;
 mod engine;
