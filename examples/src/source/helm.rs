@@ -735,6 +735,10 @@ async fn oci_chart_registry(
     if let Some(cert_ref) = &spec.cert_secret_ref {
         let data = secret_data(client, &namespace, &cert_ref.name).await?;
         source.tls.ca_pem = data.get("ca.crt").cloned();
+        source.tls.client_identity_pem = data
+            .get("tls.crt")
+            .cloned()
+            .zip(data.get("tls.key").cloned());
     }
     Ok(source)
 }

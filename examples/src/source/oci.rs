@@ -58,7 +58,8 @@ pub struct OCIRepositorySpec {
     /// A `kubernetes.io/dockerconfigjson` Secret with the registry credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
-    /// A Secret with a CA certificate (`ca.crt`) for the registry.
+    /// A Secret with a CA certificate (`ca.crt`) for the registry, and `tls.crt`/`tls.key`
+    /// for mutual TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_secret_ref: Option<LocalObjectReference>,
     /// How often to check the repository.
@@ -263,6 +264,10 @@ async fn oci_source(client: &Client, repo: &OCIRepository) -> Result<OciSource, 
     if let Some(cert_ref) = &spec.cert_secret_ref {
         let data = secret_data(client, &namespace, &cert_ref.name).await?;
         source.tls.ca_pem = data.get("ca.crt").cloned();
+        source.tls.client_identity_pem = data
+            .get("tls.crt")
+            .cloned()
+            .zip(data.get("tls.key").cloned());
     }
     Ok(source)
 }
