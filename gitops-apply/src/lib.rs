@@ -35,7 +35,9 @@
 //! - **Stages** ([`sort`]): CRDs, Namespaces and ClusterRoles first, then waits until CRDs are
 //!   Established and Namespaces Active; then kinds ending in `Class`; then optional custom-stage
 //!   kinds; then everything else. Within a stage, Flux's kind order, ties by namespace then name.
-//!   Only objects created or configured in a stage are waited for.
+//!   Every object of a stage passes its dry-run before any of them is written, so an object
+//!   the server refuses leaves its whole stage unapplied. Only objects created or configured in
+//!   a stage are waited for.
 //! - **Discovery**: kinds resolve through a cache of one discovery request per group-version.
 //!   Kinds not found are not cached and a CRD applied in the set drops its group from the cache,
 //!   so custom resources in the same set resolve after their CRD.

@@ -548,9 +548,14 @@ impl ResourceManager {
             .buffered(self.concurrency)
             .collect()
             .await;
+        // Every object of the stage passes its dry-run before any of them is written, as
+        // Flux's ApplyAll does: an object the server refuses leaves the stage untouched.
+        let plans: Vec<Plan> = plans
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|f| ApplyError::new(f, change_set.clone()))?;
         let mut stage_set = ChangeSet::new();
         for (d, plan) in items.iter().zip(plans) {
-            let plan = plan.map_err(|f| ApplyError::new(f, change_set.clone()))?;
             let action = self
                 .execute(d, plan, opts)
                 .await
