@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use gitops_source::{GitAuth, GitReference, GitSource, ProxySettings, Source as _, SourceError};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
@@ -151,23 +150,7 @@ pub(crate) async fn run(
     config: watcher::Config,
     concurrency: u16,
 ) {
-    Controller::new(api, config)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "GitRepository reconcile");
-            }
-        })
-        .await;
-}
-
-fn error_policy(
-    _object: Arc<GitRepository>,
-    _error: &SourceControllerError,
-    ctx: Arc<SourceContext>,
-) -> Action {
-    Action::requeue(ctx.retry_interval)
+    super::run_controller(ctx, api, config, concurrency, reconcile).await;
 }
 
 impl SourceObject for GitRepository {

@@ -269,21 +269,7 @@ pub(crate) async fn run_repositories(
     concurrency: u16,
 ) {
     let api: Api<HelmRepository> = Api::all(ctx.client.clone());
-    Controller::new(api, config)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .run(
-            reconcile_repository,
-            |_, _: &SourceControllerError, ctx: Arc<SourceContext>| {
-                Action::requeue(ctx.retry_interval)
-            },
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "HelmRepository reconcile");
-            }
-        })
-        .await;
+    super::run_controller(ctx, api, config, concurrency, reconcile_repository).await;
 }
 
 async fn reconcile_repository(

@@ -178,6 +178,37 @@ pub async fn run_all(ctx: Arc<SourceContext>, config: watcher::Config, concurren
     );
 }
 
+/// Runs the controller of one source kind until its stream ends: `reconcile` per object, a
+/// failed reconcile retried after the context's retry interval.
+pub(crate) async fn run_controller<K, F, Fut>(
+    ctx: Arc<SourceContext>,
+    api: Api<K>,
+    config: watcher::Config,
+    concurrency: u16,
+    reconcile: F,
+) where
+    K: SourceObject,
+    F: FnMut(Arc<K>, Arc<SourceContext>) -> Fut,
+    Fut: Future<Output = Result<Action, SourceControllerError>> + Send + 'static,
+{
+    use futures::StreamExt as _;
+    kube::runtime::Controller::new(api, config)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .run(
+            reconcile,
+            |_, _: &SourceControllerError, ctx: Arc<SourceContext>| {
+                Action::requeue(ctx.retry_interval)
+            },
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, kind = K::KIND, "reconcile");
+            }
+        })
+        .await;
+}
+
 /// A failure written to a source's status.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use gitops_source::oci::OciRepositoryUrl;
 use gitops_source::{
     LayerOperation, LayerSelector, OciAuth, OciReference, OciSource, Source as _, SourceError,
 };
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::watcher;
 use kube::{Client, CustomResource, ResourceExt};
 use schemars::JsonSchema;
@@ -179,21 +178,10 @@ impl_source_status!(OCIRepositoryStatus);
 /// Runs the OCIRepository controller on all namespaces.
 pub(crate) async fn run(ctx: Arc<SourceContext>, config: watcher::Config, concurrency: u16) {
     let api: Api<OCIRepository> = Api::all(ctx.client.clone());
-    Controller::new(api, config)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .run(
-            |obj, ctx| drive(obj, ctx, reconcile_once),
-            |_, _: &SourceControllerError, ctx: Arc<SourceContext>| {
-                Action::requeue(ctx.retry_interval)
-            },
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "OCIRepository reconcile");
-            }
-        })
-        .await;
+    super::run_controller(ctx, api, config, concurrency, |obj, ctx| {
+        drive(obj, ctx, reconcile_once)
+    })
+    .await;
 }
 
 /// The acquisition an OCIRepository spec asks for, with its Secrets' credentials.
