@@ -1,6 +1,7 @@
 //! Sprig's crypto functions with real randomness and real keys: `htpasswd`, `bcrypt`,
 //! `genPrivateKey`, `genCA`, `genSelfSignedCert`, `genSignedCert` (RSA 2048 like Sprig,
-//! keys printed as `RSA PRIVATE KEY` PEM blocks).
+//! keys printed as `RSA PRIVATE KEY` PEM blocks), and `buildCustomCert` (a CA of your own,
+//! checked as Sprig checks it, usable with `genSignedCert`).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,7 @@ pub fn register(m: &mut FuncMap) {
     m.insert("genCA", gen_ca);
     m.insert("genSelfSignedCert", gen_self_signed);
     m.insert("genSignedCert", gen_signed);
+    m.insert("buildCustomCert", build_custom_cert);
     m.insert("encryptAES", encrypt_aes_fn);
     m.insert("derivePassword", derive_password_fn);
     m.insert("decryptAES", decrypt_aes_fn);
@@ -645,16 +647,20 @@ fn gen_signed(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
     let ca = &a[4];
     let ca_cert = ca.get("Cert").map(|v| strval(&v)).unwrap_or_default();
     let ca_key = ca.get("Key").map(|v| strval(&v)).unwrap_or_default();
-    let ca_cn = CA_SUBJECTS
-        .with(|c| c.borrow().get(&ca_cert).cloned())
-        .ok_or_else(|| err("error parsing CA certificate: only CAs made by genCA in the same render are supported"))?;
     let ca_keypair = load_key(&ca_key)?;
-    let mut ca_params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, ca_cn.as_str());
-    ca_params.distinguished_name = dn;
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    let issuer = Issuer::new(ca_params, ca_keypair);
+    let issuer = match CA_SUBJECTS.with(|c| c.borrow().get(&ca_cert).cloned()) {
+        Some(ca_cn) => {
+            let mut ca_params = CertificateParams::default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, ca_cn.as_str());
+            ca_params.distinguished_name = dn;
+            ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+            Issuer::new(ca_params, ca_keypair)
+        }
+        // A CA from buildCustomCert (or any PEM certificate): its own subject is the issuer.
+        None => Issuer::from_ca_cert_pem(&ca_cert, ca_keypair)
+            .map_err(|e| err(format!("error parsing CA certificate: {e}")))?,
+    };
     let key = rsa_key()?;
     let params = leaf_params(
         &strval(&a[0]),
@@ -664,6 +670,54 @@ fn gen_signed(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
     )?;
     let cert = params.signed_by(&key, &issuer).map_err(err)?;
     Ok(cert_value(cert.pem(), key_pem_pkcs1(&key)?))
+}
+
+/// Sprig's `buildCustomCert b64cert b64key`: both decoded and checked (an X.509 certificate;
+/// an RSA PKCS#1, PKCS#8 or EC private key), returned as `{Cert, Key}` unchanged.
+fn build_custom_cert(_: &mut Exec<'_>, a: &[Value]) -> FuncResult {
+    if a.len() != 2 {
+        return Err(err(format!(
+            "wrong number of args for buildCustomCert: want 2 got {}",
+            a.len()
+        )));
+    }
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let cert = b64
+        .decode(strval(&a[0]))
+        .map_err(|_| err("unable to decode base64 certificate"))?;
+    let key = b64
+        .decode(strval(&a[1]))
+        .map_err(|_| err("unable to decode base64 private key"))?;
+    let cert = String::from_utf8(cert).map_err(|_| err("unable to decode certificate"))?;
+    let (_, der) = pem_decode(&cert).ok_or_else(|| err("unable to decode certificate"))?;
+    x509_parser::parse_x509_certificate(&der).map_err(|_| {
+        err("error parsing certificate: decodedCert.Bytes: x509: malformed certificate")
+    })?;
+    let no_pem = || err("error parsing private key: no PEM data in input");
+    let key = String::from_utf8(key).map_err(|_| no_pem())?;
+    let (label, der) = pem_decode(&key).ok_or_else(no_pem)?;
+    let parsed = match label.as_str() {
+        "RSA PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_der(&der)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        "PRIVATE KEY" => KeyPair::from_pem(&key).map(drop).map_err(|e| e.to_string()),
+        "EC PRIVATE KEY" => [
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING,
+            &aws_lc_rs::signature::ECDSA_P521_SHA512_ASN1_SIGNING,
+        ]
+        .into_iter()
+        .find_map(|alg| aws_lc_rs::signature::EcdsaKeyPair::from_private_key_der(alg, &der).ok())
+        .map(drop)
+        .ok_or_else(|| "x509: failed to parse EC private key".to_string()),
+        other => {
+            return Err(err(format!(
+                "error parsing private key: no private key data in PEM block of type {other}"
+            )));
+        }
+    };
+    parsed.map_err(|e| err(format!("error parsing private key: {e}")))?;
+    Ok(cert_value(cert, key))
 }
 
 #[cfg(test)]

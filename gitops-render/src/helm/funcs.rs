@@ -1348,7 +1348,6 @@ pub fn func_map() -> FuncMap {
     for name in [
         "htpasswd",
         "genPrivateKey",
-        "buildCustomCert",
         "genCA",
         "genCAWithKey",
         "genSelfSignedCert",
