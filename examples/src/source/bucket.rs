@@ -191,10 +191,9 @@ async fn bucket_source(client: &Client, bucket: &Bucket) -> Result<BucketSource,
             secret_key,
         });
     }
-    if let Some(cert_ref) = &spec.cert_secret_ref {
-        let data = secret_data(client, &namespace, &cert_ref.name).await?;
-        source.ca_pem = data.get("ca.crt").cloned();
-    }
+    source.ca_pem = super::cert_secret(client, &namespace, spec.cert_secret_ref.as_ref())
+        .await?
+        .ca_pem;
     Ok(source)
 }
 

@@ -345,14 +345,9 @@ async fn repository_source(
             ));
         }
     }
-    if let Some(cert_ref) = &spec.cert_secret_ref {
-        let data = secret_data(client, &namespace, &cert_ref.name).await?;
-        source.http.ca_pem = data.get("ca.crt").cloned();
-        source.http.client_identity_pem = data
-            .get("tls.crt")
-            .cloned()
-            .zip(data.get("tls.key").cloned());
-    }
+    let certs = super::cert_secret(client, &namespace, spec.cert_secret_ref.as_ref()).await?;
+    source.http.ca_pem = certs.ca_pem;
+    source.http.client_identity_pem = certs.client_identity_pem;
     Ok(source)
 }
 
@@ -718,14 +713,9 @@ async fn oci_chart_registry(
             }
         };
     }
-    if let Some(cert_ref) = &spec.cert_secret_ref {
-        let data = secret_data(client, &namespace, &cert_ref.name).await?;
-        source.tls.ca_pem = data.get("ca.crt").cloned();
-        source.tls.client_identity_pem = data
-            .get("tls.crt")
-            .cloned()
-            .zip(data.get("tls.key").cloned());
-    }
+    let certs = super::cert_secret(client, &namespace, spec.cert_secret_ref.as_ref()).await?;
+    source.tls.ca_pem = certs.ca_pem;
+    source.tls.client_identity_pem = certs.client_identity_pem;
     Ok(source)
 }
 

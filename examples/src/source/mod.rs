@@ -595,6 +595,34 @@ pub(crate) async fn secret_data(
     Ok(data)
 }
 
+/// The TLS material of a `certSecretRef` Secret, as Flux reads it: `ca.crt`, and `tls.crt`
+/// with `tls.key` for mutual TLS.
+#[derive(Default)]
+pub(crate) struct CertSecret {
+    /// Extra trusted CA certificates (PEM).
+    pub ca_pem: Option<Vec<u8>>,
+    /// The client certificate chain and key (PEM), when both keys are present.
+    pub client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Reads the `certSecretRef` Secret in `namespace`, if the spec names one.
+pub(crate) async fn cert_secret(
+    client: &Client,
+    namespace: &str,
+    reference: Option<&crate::meta::LocalObjectReference>,
+) -> Result<CertSecret, Failure> {
+    let Some(reference) = reference else {
+        return Ok(CertSecret::default());
+    };
+    let mut data = secret_data(client, namespace, &reference.name).await?;
+    let ca_pem = data.remove("ca.crt");
+    let client_identity_pem = data.remove("tls.crt").zip(data.remove("tls.key"));
+    Ok(CertSecret {
+        ca_pem,
+        client_identity_pem,
+    })
+}
+
 /// Flux fields this controller accepts in the schema (so Flux's YAML applies unchanged) but
 /// does not implement: any of them set stalls the object with `UnsupportedField`, naming it,
 /// rather than silently doing something else than Flux.

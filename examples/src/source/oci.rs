@@ -249,14 +249,9 @@ async fn oci_source(client: &Client, repo: &OCIRepository) -> Result<OciSource, 
             )
         })?;
     }
-    if let Some(cert_ref) = &spec.cert_secret_ref {
-        let data = secret_data(client, &namespace, &cert_ref.name).await?;
-        source.tls.ca_pem = data.get("ca.crt").cloned();
-        source.tls.client_identity_pem = data
-            .get("tls.crt")
-            .cloned()
-            .zip(data.get("tls.key").cloned());
-    }
+    let certs = super::cert_secret(client, &namespace, spec.cert_secret_ref.as_ref()).await?;
+    source.tls.ca_pem = certs.ca_pem;
+    source.tls.client_identity_pem = certs.client_identity_pem;
     Ok(source)
 }
 
