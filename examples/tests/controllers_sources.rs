@@ -1170,3 +1170,214 @@ spec:
     }
     env.stop().await;
 }
+
+/// `spec.certSecretRef` with Flux's keys (`ca.crt`, `tls.crt`, `tls.key`) against servers that
+/// require client certificates: Debian's docker-registry with `http.tls.clientcas` (an
+/// OCIRepository, and an OCI HelmRepository whose chart a HelmChart pulls) and an HTTPS Helm
+/// repository requiring client certificates (a HelmRepository and a HelmChart from it). With
+/// the certificate they reach Ready with an artifact; with only the CA the TLS handshake is
+/// refused and Ready=False carries Flux's reason and the server's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_secret_ref_gives_mutual_tls_to_oci_and_helm_sources() {
+    let registry = OciRegistry::builder()
+        .require_client_certificates()
+        .start()
+        .expect("registry");
+    let ca_pem = registry.ca_pem().expect("CA").to_string();
+    let issued = registry.client_cert().expect("client certificate").clone();
+    let url = registry.oci_url("manifests/mtls");
+    let content = tempfile::tempdir().expect("tmp");
+    std::fs::write(content.path().join("deploy.yaml"), "kind: ConfigMap\n").expect("write");
+    let mut opts = PushOptions::new("https://example.com/mtls", "v1");
+    opts.tag = "v1".into();
+    opts.tls.ca_pem = Some(ca_pem.as_bytes().to_vec());
+    opts.tls.client_identity_pem = Some((
+        issued.cert_pem.as_bytes().to_vec(),
+        issued.key_pem.as_bytes().to_vec(),
+    ));
+    let pushed = push_artifact(&url, content.path(), &opts)
+        .await
+        .expect("push over mutual TLS");
+    // helm 3.17 talks plain HTTP to 127.0.0.1 registries, so the chart is pushed to a plain
+    // registry by helm and its storage (docker-registry's filesystem layout) copied into the
+    // mutual-TLS one.
+    let repo_dir = helm_repository_dir();
+    let plain = OciRegistry::start().expect("plain registry");
+    let package = repo_dir.path().join("app-1.1.0.tgz");
+    run_helm(&[
+        "push",
+        package.to_str().expect("utf-8"),
+        &plain.oci_url("charts"),
+        "--plain-http",
+    ]);
+    copy_tree(plain.storage_dir(), registry.storage_dir());
+    // The HTTPS Helm repository shares the registry's CA, so one Secret serves both.
+    let helm_server = HelmRepoServer::builder()
+        .tls_with_ca(registry.ca().expect("CA"))
+        .require_client_cert()
+        .start(repo_dir.path())
+        .expect("helm server");
+
+    let env = Env::start().await;
+    env.secret(
+        "mtls-certs",
+        serde_json::json!({
+            "ca.crt": ca_pem,
+            "tls.crt": issued.cert_pem,
+            "tls.key": issued.key_pem,
+        }),
+        "Opaque",
+    )
+    .await;
+    env.secret("ca-only", serde_json::json!({ "ca.crt": ca_pem }), "Opaque")
+        .await;
+
+    let oci = |name: &str, secret: &str| {
+        format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1
+kind: OCIRepository
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  url: {url}
+  ref:
+    tag: v1
+  certSecretRef:
+    name: {secret}
+"
+        )
+    };
+    env.apply_yaml::<OCIRepository>(&oci("mtls", "mtls-certs"))
+        .await;
+    let status = wait_ready::<OCIRepository>(&env, "mtls").await;
+    assert_eq!(
+        status["artifact"]["revision"],
+        format!("v1@{}", pushed.digest)
+    );
+    let bytes = download_matches(&status["artifact"]).await;
+    assert_eq!(tar_entries(&bytes), vec!["deploy.yaml".to_string()]);
+
+    env.apply_yaml::<OCIRepository>(&oci("no-client-cert", "ca-only"))
+        .await;
+    let failed =
+        wait_failed::<OCIRepository>(&env, "no-client-cert", "OCIArtifactPullFailed").await;
+    assert!(
+        failed.message.contains(&registry.host()),
+        "{}",
+        failed.message
+    );
+    assert!(
+        !failed.message.contains("PRIVATE KEY"),
+        "{}",
+        failed.message
+    );
+    let status = status_of(
+        &env.api::<OCIRepository>()
+            .get("no-client-cert")
+            .await
+            .expect("get"),
+    );
+    assert!(status["artifact"].is_null(), "{status}");
+
+    // An OCI HelmRepository and a HelmChart pulled through it with the same Secret.
+    env.apply_yaml::<HelmRepository>(&format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: oci-charts
+  namespace: {NS}
+spec:
+  type: oci
+  interval: 5m0s
+  url: {}
+  certSecretRef:
+    name: mtls-certs
+",
+        registry.oci_url("charts")
+    ))
+    .await;
+    let chart = |name: &str, repo: &str| {
+        format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmChart
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  chart: app
+  sourceRef:
+    kind: HelmRepository
+    name: {repo}
+  version: '1.x'
+"
+        )
+    };
+    env.apply_yaml::<HelmChart>(&chart("oci-app", "oci-charts"))
+        .await;
+    let status = wait_ready::<HelmChart>(&env, "oci-app").await;
+    assert_eq!(status["artifact"]["revision"], "1.1.0");
+    let package = download_matches(&status["artifact"]).await;
+    assert!(tar_entries(&package).contains(&"app/Chart.yaml".to_string()));
+
+    // An HTTPS HelmRepository requiring client certificates, and a chart from it.
+    let https = |name: &str, secret: &str| {
+        format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: {name}
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  url: {}
+  certSecretRef:
+    name: {secret}
+",
+            helm_server.url()
+        )
+    };
+    env.apply_yaml::<HelmRepository>(&https("https-charts", "mtls-certs"))
+        .await;
+    let status = wait_ready::<HelmRepository>(&env, "https-charts").await;
+    let index = std::fs::read(repo_dir.path().join("index.yaml")).expect("index");
+    assert_eq!(download_matches(&status["artifact"]).await, index);
+    env.apply_yaml::<HelmChart>(&chart("https-app", "https-charts"))
+        .await;
+    let status = wait_ready::<HelmChart>(&env, "https-app").await;
+    assert_eq!(status["artifact"]["revision"], "1.1.0");
+    let package = download_matches(&status["artifact"]).await;
+    assert!(tar_entries(&package).contains(&"app/Chart.yaml".to_string()));
+
+    env.apply_yaml::<HelmRepository>(&https("https-no-client-cert", "ca-only"))
+        .await;
+    let failed = wait_failed::<HelmRepository>(&env, "https-no-client-cert", "Failed").await;
+    assert!(
+        failed
+            .message
+            .starts_with("failed to fetch Helm repository index"),
+        "{}",
+        failed.message
+    );
+    assert!(
+        failed.message.contains(&helm_server.addr().to_string()),
+        "{}",
+        failed.message
+    );
+    env.stop().await;
+}
+
+/// Copies the files below `from` into `to`, keeping relative paths.
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.expect("walk");
+        let target = to.join(entry.path().strip_prefix(from).expect("below the root"));
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
