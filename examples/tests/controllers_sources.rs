@@ -998,8 +998,8 @@ spec:
     let failed = wait_failed::<Bucket>(&env, "half", "AuthenticationFailed").await;
     assert!(failed.message.contains("'secretkey'"), "{}", failed.message);
 
-    // The failing Buckets retry every half second; moto's seeding window (put_object with
-    // signatures enforced) needs a quiet server, so they go first.
+    // The failing Buckets keep retrying (from every half second, backing off); moto's seeding
+    // window (put_object with signatures enforced) needs a quiet server, so they go first.
     let buckets = env.api::<Bucket>();
     for name in ["wrong", "missing", "half"] {
         buckets
@@ -1380,4 +1380,63 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy");
         }
     }
+}
+
+/// Flux's retry back-off: a HelmRepository whose index is missing is retried after 0.5 s (the
+/// test's minimum delay), then 1 s, 2 s, 4 s, ... rather than every 0.5 s; once the index is
+/// there, a reconcile request (`flux reconcile source helm`) brings it to Ready at once,
+/// whatever the pending back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_sources_back_off_and_recover_once_fixed() {
+    let repo_dir = helm_repository_dir();
+    let served = tempfile::tempdir().expect("tmp");
+    let server = HelmRepoServer::start(served.path()).expect("helm server");
+    let env = Env::start().await;
+    env.apply_yaml::<HelmRepository>(&format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: late
+  namespace: {NS}
+spec:
+  interval: 1m0s
+  url: {}
+",
+        server.url()
+    ))
+    .await;
+    wait_failed::<HelmRepository>(&env, "late", "Failed").await;
+    let index_gets = || {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("index.yaml"))
+            .count()
+    };
+    // Seven seconds of failures: a fixed 0.5 s retry would fetch 14 times; the back-off
+    // (0.5 + 1 + 2 + 4 s) at most 5 times from the first failure.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let fetches = index_gets();
+    assert!(
+        (2..=6).contains(&fetches),
+        "{fetches} index fetches in 7 s of failures"
+    );
+
+    for entry in std::fs::read_dir(repo_dir.path()).expect("repository") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), served.path().join(entry.file_name())).expect("copy");
+    }
+    let token = env.request_reconcile::<HelmRepository>("late").await;
+    let api = env.api::<HelmRepository>();
+    let status = until("the fixed HelmRepository Ready", || async {
+        let status = status_of(&api.get("late").await.expect("get"));
+        let ready = meta::find_condition(&conditions_of(&status), meta::READY)
+            .is_some_and(|c| c.status == "True");
+        let ok = ready && status["lastHandledReconcileAt"] == token.as_str();
+        (ok.then_some(status.clone()), status.to_string())
+    })
+    .await;
+    let index = std::fs::read(served.path().join("index.yaml")).expect("index");
+    assert_eq!(download_matches(&status["artifact"]).await, index);
+    env.stop().await;
 }

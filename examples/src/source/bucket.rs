@@ -14,9 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArtifactStatus, Failure, STORAGE_OPERATION_FAILED, SourceContext, SourceControllerError,
-    SourceObject, collect_garbage, drive, duration, impl_source_status, last_artifact, object_ref,
-    report_failure, report_ready, secret_data, start_status,
+    ArtifactStatus, Failure, KindContext, STORAGE_OPERATION_FAILED, SourceContext,
+    SourceControllerError, SourceObject, collect_garbage, drive, duration, impl_source_status,
+    last_artifact, object_ref, report_failure, report_ready, secret_data, start_status,
 };
 use crate::meta::{self, Condition, LocalObjectReference};
 
@@ -209,16 +209,16 @@ fn fetch_failure(error: &SourceError) -> Failure {
 
 async fn reconcile_once(
     bucket: Arc<Bucket>,
-    ctx: Arc<SourceContext>,
+    ctx: Arc<KindContext>,
 ) -> Result<Action, SourceControllerError> {
     let mut status = start_status(&*bucket);
     let interval = match duration("interval", Some(&bucket.spec.interval)) {
         Ok(i) => i,
-        Err(failure) => return report_failure(&ctx, &*bucket, status, failure, None).await,
+        Err(failure) => return report_failure(&ctx, &*bucket, status, failure).await,
     };
     let source = match bucket_source(&ctx.client, &bucket).await {
         Ok(s) => s,
-        Err(failure) => return report_failure(&ctx, &*bucket, status, failure, interval).await,
+        Err(failure) => return report_failure(&ctx, &*bucket, status, failure).await,
     };
     let last = last_artifact(&ctx.store, status.artifact.as_ref());
     match source.acquire(last.as_ref(), &ctx.store).await {
@@ -245,6 +245,6 @@ async fn reconcile_once(
             )
             .await
         }
-        Err(error) => report_failure(&ctx, &*bucket, status, fetch_failure(&error), interval).await,
+        Err(error) => report_failure(&ctx, &*bucket, status, fetch_failure(&error)).await,
     }
 }

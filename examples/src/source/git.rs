@@ -14,9 +14,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArtifactStatus, Failure, SourceContext, SourceControllerError, SourceObject, collect_garbage,
-    drive, duration, impl_source_status, last_artifact, object_ref, report_failure, report_ready,
-    secret_data, start_status,
+    ArtifactStatus, Failure, KindContext, SourceContext, SourceControllerError, SourceObject,
+    collect_garbage, drive, duration, impl_source_status, last_artifact, object_ref,
+    report_failure, report_ready, secret_data, start_status,
 };
 use crate::meta::{self, Condition, LocalObjectReference};
 
@@ -150,7 +150,10 @@ pub(crate) async fn run(
     config: watcher::Config,
     concurrency: u16,
 ) {
-    super::run_controller(ctx, api, config, concurrency, reconcile).await;
+    super::run_controller(ctx, api, config, concurrency, |obj, ctx| {
+        drive(obj, ctx, reconcile_once)
+    })
+    .await;
 }
 
 impl SourceObject for GitRepository {
@@ -237,23 +240,25 @@ async fn git_source(client: &Client, repo: &GitRepository) -> Result<GitSource, 
 }
 
 /// One reconcile of a GitRepository, measured (`gotk_reconcile_duration_seconds`,
-/// `gotk_suspend_status`): the finalizer, suspend, then the acquisition.
+/// `gotk_suspend_status`): the finalizer, suspend, then the acquisition. Called alone, a
+/// failure is retried after the context's minimum delay (the controller run by
+/// [`run`](super::run) backs off over consecutive failures).
 pub async fn reconcile(
     repo: Arc<GitRepository>,
     ctx: Arc<SourceContext>,
 ) -> Result<Action, SourceControllerError> {
-    drive(repo, ctx, reconcile_once).await
+    drive(repo, Arc::new(KindContext::new(ctx)), reconcile_once).await
 }
 
 async fn reconcile_once(
     repo: Arc<GitRepository>,
-    ctx: Arc<SourceContext>,
+    ctx: Arc<KindContext>,
 ) -> Result<Action, SourceControllerError> {
     let interval = meta::parse_duration(&repo.spec.interval).unwrap_or(Duration::from_secs(60));
     let mut status = start_status(&*repo);
     let source = match git_source(&ctx.client, &repo).await {
         Ok(s) => s,
-        Err(failure) => return report_failure(&ctx, &*repo, status, failure, Some(interval)).await,
+        Err(failure) => return report_failure(&ctx, &*repo, status, failure).await,
     };
     let last = last_artifact(&ctx.store, status.artifact.as_ref());
     match source.acquire(last.as_ref(), &ctx.store).await {
@@ -283,7 +288,7 @@ async fn reconcile_once(
         Err(error) => {
             let failure =
                 Failure::retry(meta::FETCH_FAILED, error.reason(), failure_message(&error));
-            report_failure(&ctx, &*repo, status, failure, Some(interval)).await
+            report_failure(&ctx, &*repo, status, failure).await
         }
     }
 }

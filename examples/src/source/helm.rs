@@ -27,7 +27,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArtifactStatus, BUILD_FAILED, Bucket, Failure, GitRepository, SOURCE_FINALIZER,
+    ArtifactStatus, BUILD_FAILED, Bucket, Failure, GitRepository, KindContext, SOURCE_FINALIZER,
     STORAGE_OPERATION_FAILED, SourceContext, SourceControllerError, SourceObject, collect_garbage,
     drive, duration, impl_source_status, last_artifact, object_ref, report_failure, report_ready,
     secret_data, start_status,
@@ -274,7 +274,7 @@ pub(crate) async fn run_repositories(
 
 async fn reconcile_repository(
     repo: Arc<HelmRepository>,
-    ctx: Arc<SourceContext>,
+    ctx: Arc<KindContext>,
 ) -> Result<Action, SourceControllerError> {
     if repo.is_oci() {
         // Flux: an OCI HelmRepository is a static object; a finalizer left from a time it was
@@ -353,16 +353,16 @@ async fn repository_source(
 
 async fn reconcile_repository_once(
     repo: Arc<HelmRepository>,
-    ctx: Arc<SourceContext>,
+    ctx: Arc<KindContext>,
 ) -> Result<Action, SourceControllerError> {
     let mut status = start_status(&*repo);
     let interval = match duration("interval", repo.spec.interval.as_deref()) {
         Ok(i) => i,
-        Err(failure) => return report_failure(&ctx, &*repo, status, failure, None).await,
+        Err(failure) => return report_failure(&ctx, &*repo, status, failure).await,
     };
     let source = match repository_source(&ctx.client, &repo).await {
         Ok(s) => s,
-        Err(failure) => return report_failure(&ctx, &*repo, status, failure, interval).await,
+        Err(failure) => return report_failure(&ctx, &*repo, status, failure).await,
     };
     let last = last_artifact(&ctx.store, status.artifact.as_ref());
     match source.acquire(last.as_ref(), &ctx.store).await {
@@ -401,7 +401,7 @@ async fn reconcile_repository_once(
                     format!("failed to fetch Helm repository index: {error}"),
                 ),
             };
-            report_failure(&ctx, &*repo, status, failure, interval).await
+            report_failure(&ctx, &*repo, status, failure).await
         }
     }
 }
@@ -410,6 +410,7 @@ async fn reconcile_repository_once(
 /// GitRepository or Bucket triggers the charts built from it.
 pub(crate) async fn run_charts(ctx: Arc<SourceContext>, config: watcher::Config, concurrency: u16) {
     let client = ctx.client.clone();
+    let ctx = Arc::new(KindContext::new(ctx));
     let controller = Controller::new(Api::<HelmChart>::all(client.clone()), config.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store = controller.store();
@@ -451,8 +452,8 @@ pub(crate) async fn run_charts(ctx: Arc<SourceContext>, config: watcher::Config,
         )
         .run(
             |obj, ctx| drive(obj, ctx, reconcile_chart_once),
-            |_, _: &SourceControllerError, ctx: Arc<SourceContext>| {
-                Action::requeue(ctx.retry_interval)
+            |chart: Arc<HelmChart>, error: &SourceControllerError, ctx: Arc<KindContext>| {
+                super::error_policy(&*chart, error, &ctx)
             },
             ctx,
         )
@@ -798,16 +799,16 @@ async fn acquire_from_directory(
 
 async fn reconcile_chart_once(
     chart: Arc<HelmChart>,
-    ctx: Arc<SourceContext>,
+    ctx: Arc<KindContext>,
 ) -> Result<Action, SourceControllerError> {
     let mut status = start_status(&*chart);
     let interval = match duration("interval", Some(&chart.spec.interval)) {
         Ok(i) => i,
-        Err(failure) => return report_failure(&ctx, &*chart, status, failure, None).await,
+        Err(failure) => return report_failure(&ctx, &*chart, status, failure).await,
     };
     let plan = match plan_chart(&ctx, &chart).await {
         Ok(p) => p,
-        Err(failure) => return report_failure(&ctx, &*chart, status, failure, interval).await,
+        Err(failure) => return report_failure(&ctx, &*chart, status, failure).await,
     };
     let last = last_artifact(&ctx.store, status.artifact.as_ref());
     // The same spec and the same source artifact give the same chart: keep the last one
@@ -830,7 +831,7 @@ async fn reconcile_chart_once(
             match acquire_from_directory(&ctx, &chart, &archive, &revision, last.as_ref()).await {
                 Ok(r) => r,
                 Err(failure) => {
-                    return report_failure(&ctx, &*chart, status, failure, interval).await;
+                    return report_failure(&ctx, &*chart, status, failure).await;
                 }
             }
         }
@@ -877,7 +878,7 @@ async fn reconcile_chart_once(
             )
             .await
         }
-        Err(error) => report_failure(&ctx, &*chart, status, build_failure(&error), interval).await,
+        Err(error) => report_failure(&ctx, &*chart, status, build_failure(&error)).await,
     }
 }
 

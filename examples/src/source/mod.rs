@@ -143,8 +143,77 @@ pub struct SourceContext {
     pub store: ArtifactStore,
     /// Where events go.
     pub events: EventRecorder,
-    /// The delay before retrying a failed reconcile (Flux retries with backoff; this is fixed).
+    /// The delay before retrying a failed reconcile the first time (Flux's
+    /// `--min-retry-delay`, 750 ms): each consecutive failure of the same object doubles it, up
+    /// to [`MAX_RETRY_DELAY`] (Flux's `--max-retry-delay`), and a success starts over. A
+    /// failure is retried on this schedule whatever `spec.interval` says, as controller-runtime's
+    /// rate limiter does for Flux; a spec change is reconciled at once.
     pub retry_interval: Duration,
+}
+
+/// The longest delay between retries of a failing source (Flux's `--max-retry-delay`).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// The context of one source kind's controller: the shared [`SourceContext`] and the
+/// consecutive failures of each object (namespace, name), from which the retry delay grows.
+pub(crate) struct KindContext {
+    shared: Arc<SourceContext>,
+    failures: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+}
+
+impl std::ops::Deref for KindContext {
+    type Target = SourceContext;
+    fn deref(&self) -> &SourceContext {
+        &self.shared
+    }
+}
+
+impl KindContext {
+    /// A context with no failures counted.
+    pub(crate) fn new(shared: Arc<SourceContext>) -> Self {
+        KindContext {
+            shared,
+            failures: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Flux's back-off: from the context's retry interval up to [`MAX_RETRY_DELAY`].
+    fn backoff(&self) -> crate::kustomize::Backoff {
+        crate::kustomize::Backoff {
+            min: self.shared.retry_interval,
+            max: MAX_RETRY_DELAY.max(self.shared.retry_interval),
+        }
+    }
+
+    /// Counts one more consecutive failure of `namespace/name` and returns the delay before
+    /// its retry.
+    pub(crate) fn next_retry(&self, namespace: &str, name: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures
+            .entry((namespace.to_string(), name.to_string()))
+            .or_insert(0);
+        *n = n.saturating_add(1);
+        self.backoff().delay(*n)
+    }
+
+    /// Forgets the failures of `namespace/name` (it succeeded, or is gone).
+    pub(crate) fn reset_retries(&self, namespace: &str, name: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
+/// A reconcile that failed at the API level is retried with Flux's back-off.
+pub(crate) fn error_policy<K: SourceObject>(
+    obj: &K,
+    error: &SourceControllerError,
+    ctx: &KindContext,
+) -> Action {
+    let delay = ctx.next_retry(&obj.namespace().unwrap_or_default(), &obj.name_any());
+    tracing::debug!(%error, kind = K::KIND, ?delay, "reconcile failed, retrying");
+    Action::requeue(delay)
 }
 
 /// The GitRepository controller's context (the same for every source kind).
@@ -179,7 +248,7 @@ pub async fn run_all(ctx: Arc<SourceContext>, config: watcher::Config, concurren
 }
 
 /// Runs the controller of one source kind until its stream ends: `reconcile` per object, a
-/// failed reconcile retried after the context's retry interval.
+/// failed reconcile retried with Flux's back-off.
 pub(crate) async fn run_controller<K, F, Fut>(
     ctx: Arc<SourceContext>,
     api: Api<K>,
@@ -188,16 +257,17 @@ pub(crate) async fn run_controller<K, F, Fut>(
     reconcile: F,
 ) where
     K: SourceObject,
-    F: FnMut(Arc<K>, Arc<SourceContext>) -> Fut,
+    F: FnMut(Arc<K>, Arc<KindContext>) -> Fut,
     Fut: Future<Output = Result<Action, SourceControllerError>> + Send + 'static,
 {
     use futures::StreamExt as _;
+    let ctx = Arc::new(KindContext::new(ctx));
     kube::runtime::Controller::new(api, config)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .run(
             reconcile,
-            |_, _: &SourceControllerError, ctx: Arc<SourceContext>| {
-                Action::requeue(ctx.retry_interval)
+            |obj: Arc<K>, error: &SourceControllerError, ctx: Arc<KindContext>| {
+                error_policy(&*obj, error, &ctx)
             },
             ctx,
         )
@@ -316,12 +386,12 @@ pub(crate) fn start_status<K: SourceObject>(obj: &K) -> K::Status {
 /// the finalizer added, suspend honoured, then `apply`.
 pub(crate) async fn drive<K, F, Fut>(
     obj: Arc<K>,
-    ctx: Arc<SourceContext>,
+    ctx: Arc<KindContext>,
     apply: F,
 ) -> Result<Action, SourceControllerError>
 where
     K: SourceObject,
-    F: FnOnce(Arc<K>, Arc<SourceContext>) -> Fut,
+    F: FnOnce(Arc<K>, Arc<KindContext>) -> Fut,
     Fut: Future<Output = Result<Action, SourceControllerError>>,
 {
     let namespace = obj.namespace().unwrap_or_default();
@@ -340,6 +410,7 @@ where
                     .collect();
                 set_finalizers(&ctx, &*obj, kept).await?;
             }
+            ctx.reset_retries(&namespace, &name);
             return Ok(Action::await_change());
         }
         if !has_finalizer {
@@ -420,13 +491,14 @@ pub(crate) async fn write_status<K: SourceObject>(
 }
 
 /// Writes a failure into the status (`Ready=False` with Flux's reason, and `Stalled` or
-/// `Reconciling`), records a warning event, and says when to try again.
+/// `Reconciling`), records a warning event, and says when to try again: a stalled object
+/// waits for a change, any other failure is retried with Flux's back-off (as Flux, whatever
+/// `spec.interval` says).
 pub(crate) async fn report_failure<K: SourceObject>(
-    ctx: &SourceContext,
+    ctx: &KindContext,
     obj: &K,
     mut status: K::Status,
     failure: Failure,
-    interval: Option<Duration>,
 ) -> Result<Action, SourceControllerError> {
     let generation = obj.meta().generation;
     let conditions = status.conditions_mut();
@@ -476,9 +548,10 @@ pub(crate) async fn report_failure<K: SourceObject>(
         None,
     );
     Ok(if failure.stalled {
+        ctx.reset_retries(&obj.namespace().unwrap_or_default(), &obj.name_any());
         Action::await_change()
     } else {
-        Action::requeue(interval.map_or(ctx.retry_interval, |i| ctx.retry_interval.min(i)))
+        Action::requeue(ctx.next_retry(&obj.namespace().unwrap_or_default(), &obj.name_any()))
     })
 }
 
@@ -487,7 +560,7 @@ pub(crate) async fn report_failure<K: SourceObject>(
 /// `NewArtifact` when the reason is the generic `Succeeded`, the reason itself otherwise), and
 /// requeues at the interval.
 pub(crate) async fn report_ready<K: SourceObject>(
-    ctx: &SourceContext,
+    ctx: &KindContext,
     obj: &K,
     mut status: K::Status,
     reason: &str,
@@ -517,6 +590,7 @@ pub(crate) async fn report_ready<K: SourceObject>(
         meta::remove_condition(conditions, gone);
     }
     write_status(ctx, obj, &mut status).await?;
+    ctx.reset_retries(&obj.namespace().unwrap_or_default(), &obj.name_any());
     if let Some(revision) = new_revision {
         let event = if reason == SUCCEEDED {
             "NewArtifact"
@@ -699,6 +773,40 @@ mod tests {
         let mut broken = status("1.1.0");
         broken.digest = Some("md5:00".into());
         assert!(broken.to_artifact().is_none());
+    }
+
+    fn kind_context(retry_interval: Duration) -> (KindContext, tempfile::TempDir) {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = ArtifactStore::new(dir.path()).expect("store");
+        let shared = SourceContext {
+            client,
+            store,
+            events: EventRecorder::new(None),
+            retry_interval,
+        };
+        (KindContext::new(Arc::new(shared)), dir)
+    }
+
+    #[tokio::test]
+    async fn consecutive_failures_back_off_per_object_up_to_15_minutes() {
+        let (ctx, _dir) = kind_context(Duration::from_millis(750));
+        let delays: Vec<Duration> = (0..5).map(|_| ctx.next_retry("ns", "a")).collect();
+        assert_eq!(delays, [750, 1500, 3000, 6000, 12_000].map(Duration::from_millis));
+        // Another object of the kind has its own count.
+        assert_eq!(ctx.next_retry("ns", "b"), Duration::from_millis(750));
+        assert_eq!(ctx.next_retry("other", "a"), Duration::from_millis(750));
+        // Flux's --max-retry-delay bounds it.
+        let last = (0..40).map(|_| ctx.next_retry("ns", "a")).last();
+        assert_eq!(last, Some(MAX_RETRY_DELAY));
+        // A success (or deletion) starts over.
+        ctx.reset_retries("ns", "a");
+        assert_eq!(ctx.next_retry("ns", "a"), Duration::from_millis(750));
+        // A minimum above the maximum is never shortened.
+        let (slow, _dir) = kind_context(Duration::from_secs(3600));
+        assert_eq!(slow.next_retry("ns", "a"), Duration::from_secs(3600));
+        assert_eq!(slow.next_retry("ns", "a"), Duration::from_secs(3600));
     }
 
     #[test]

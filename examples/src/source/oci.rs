@@ -17,9 +17,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ArtifactStatus, Failure, STORAGE_OPERATION_FAILED, SourceContext, SourceControllerError,
-    SourceObject, collect_garbage, drive, duration, impl_source_status, last_artifact, object_ref,
-    report_failure, report_ready, secret_data, start_status,
+    ArtifactStatus, Failure, KindContext, STORAGE_OPERATION_FAILED, SourceContext,
+    SourceControllerError, SourceObject, collect_garbage, drive, duration, impl_source_status,
+    last_artifact, object_ref, report_failure, report_ready, secret_data, start_status,
 };
 use crate::meta::{self, Condition, LocalObjectReference};
 
@@ -272,16 +272,16 @@ fn pull_failure(error: &SourceError) -> Failure {
 
 async fn reconcile_once(
     repo: Arc<OCIRepository>,
-    ctx: Arc<SourceContext>,
+    ctx: Arc<KindContext>,
 ) -> Result<Action, SourceControllerError> {
     let mut status = start_status(&*repo);
     let interval = match duration("interval", Some(&repo.spec.interval)) {
         Ok(i) => i,
-        Err(failure) => return report_failure(&ctx, &*repo, status, failure, None).await,
+        Err(failure) => return report_failure(&ctx, &*repo, status, failure).await,
     };
     let source = match oci_source(&ctx.client, &repo).await {
         Ok(s) => s,
-        Err(failure) => return report_failure(&ctx, &*repo, status, failure, interval).await,
+        Err(failure) => return report_failure(&ctx, &*repo, status, failure).await,
     };
     let last = last_artifact(&ctx.store, status.artifact.as_ref());
     match source.acquire(last.as_ref(), &ctx.store).await {
@@ -309,6 +309,6 @@ async fn reconcile_once(
             )
             .await
         }
-        Err(error) => report_failure(&ctx, &*repo, status, pull_failure(&error), interval).await,
+        Err(error) => report_failure(&ctx, &*repo, status, pull_failure(&error)).await,
     }
 }
