@@ -281,6 +281,33 @@ async fn download_matches(artifact: &serde_json::Value) -> Vec<u8> {
     bytes
 }
 
+/// Checks Flux's `status.url`: the stable link `<kind>/<ns>/<name>/<alias>` next to the
+/// artifact (not the versioned artifact URL), serving the same bytes as `status.artifact.url`.
+async fn assert_latest_link(status: &serde_json::Value, kind: &str, name: &str, alias: &str) {
+    let link = status["url"].as_str().expect("status.url");
+    let versioned = status["artifact"]["url"].as_str().expect("artifact.url");
+    assert!(
+        link.ends_with(&format!("/{kind}/{NS}/{name}/{alias}")),
+        "{link}"
+    );
+    assert_ne!(link, versioned);
+    let get = |url: String| async move {
+        reqwest::get(&url)
+            .await
+            .expect("GET")
+            .error_for_status()
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+            .bytes()
+            .await
+            .expect("body")
+    };
+    assert_eq!(
+        get(link.to_string()).await,
+        get(versioned.to_string()).await,
+        "{link} and {versioned} differ"
+    );
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -421,7 +448,7 @@ spec:
         artifact["metadata"]["org.opencontainers.image.revision"],
         format!("6.1.6@sha1:{}", "4".repeat(40))
     );
-    assert_eq!(status["url"], artifact["url"]);
+    assert_latest_link(&status, "ocirepository", "podinfo", "latest.tar.gz").await;
     let ready = meta::find_condition(&conditions_of(&status), meta::READY)
         .cloned()
         .expect("Ready");
@@ -573,7 +600,7 @@ spec:
         .await;
     let status = wait_ready::<HelmRepository>(&env, "podinfo").await;
     assert_eq!(status["artifact"]["revision"], index_revision.as_str());
-    assert_eq!(status["url"], status["artifact"]["url"]);
+    assert_latest_link(&status, "helmrepository", "podinfo", "index.yaml").await;
     assert_eq!(download_matches(&status["artifact"]).await, index);
 
     // Flux's HelmChart example: the newest 1.x.
@@ -612,6 +639,7 @@ spec:
     );
     let package = download_matches(&status["artifact"]).await;
     assert!(tar_entries(&package).contains(&"app/Chart.yaml".to_string()));
+    assert_latest_link(&status, "helmchart", "app", "latest.tar.gz").await;
     let ready = meta::find_condition(&conditions_of(&status), meta::READY)
         .cloned()
         .expect("Ready");
@@ -968,7 +996,7 @@ spec:
         .expect("revision")
         .to_string();
     assert!(first.starts_with("sha256:") && first.len() == 71, "{first}");
-    assert_eq!(status["url"], status["artifact"]["url"]);
+    assert_latest_link(&status, "bucket", "minio-bucket", "latest.tar.gz").await;
     let bytes = download_matches(&status["artifact"]).await;
     assert_eq!(
         tar_entries(&bytes),
@@ -1043,6 +1071,8 @@ spec:
     .await;
     let bytes = download_matches(&status["artifact"]).await;
     assert!(tar_entries(&bytes).contains(&"deploy/extra.yaml".to_string()));
+    // The stable link moved to the new revision.
+    assert_latest_link(&status, "bucket", "minio-bucket", "latest.tar.gz").await;
     env.stop().await;
 }
 

@@ -5,6 +5,11 @@
 //! (tower-http's `ServeDir`). Nothing else: no directory listings, no index pages, no hidden
 //! files (locks and temporary files start with `.`), no symlinks, no `..` — a request that is
 //! not exactly a regular file in the store gets 404.
+//!
+//! Flux's stable links (`status.url`: `<kind>/<ns>/<name>/latest.tar.gz`, `.../index.yaml`)
+//! are served from the store's alias records ([`ArtifactStore::resolve_alias`]), never by
+//! following a symlink: a request for a name that is not a file but an alias of the object is
+//! answered with the current artifact.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,28 +28,28 @@ use crate::store::ArtifactStore;
 /// An HTTP server for the artifacts of one store.
 #[derive(Debug, Clone)]
 pub struct ArtifactServer {
-    root: PathBuf,
+    store: ArtifactStore,
 }
 
 impl ArtifactServer {
     /// A server for `store`.
     pub fn new(store: &ArtifactStore) -> Self {
         ArtifactServer {
-            root: store.root().to_path_buf(),
+            store: store.clone(),
         }
     }
 
     /// The axum router, to mount into a larger application.
     pub fn router(&self) -> Router {
-        let root = self.root.clone();
+        let store = self.store.clone();
         // ServeDir answers GET/HEAD with ranges and conditional requests; precompressed
         // siblings are off by default.
-        let files = ServeDir::new(&self.root).append_index_html_on_directories(false);
+        let files = ServeDir::new(self.store.root()).append_index_html_on_directories(false);
         Router::new()
             .fallback_service(files)
             .layer(middleware::from_fn(move |req: Request, next: Next| {
-                let root = root.clone();
-                async move { guard(&root, req, next).await }
+                let store = store.clone();
+                async move { guard(&store, req, next).await }
             }))
     }
 
@@ -55,7 +60,7 @@ impl ArtifactServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let addr: Option<SocketAddr> = listener.local_addr().ok();
-        tracing::info!(?addr, root = %self.root.display(), "serving artifacts");
+        tracing::info!(?addr, root = %self.store.root().display(), "serving artifacts");
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
@@ -119,22 +124,69 @@ fn is_plain_file(root: &Path, relative: &Path) -> bool {
     true
 }
 
-async fn guard(root: &Path, req: Request<Body>, next: Next) -> Response {
+/// The request path of a relative store path, each segment percent-encoded but for the
+/// characters that never need it.
+fn request_path(relative: &Path) -> Option<String> {
+    let mut out = String::new();
+    for component in relative.components() {
+        let Component::Normal(segment) = component else {
+            return None;
+        };
+        out.push('/');
+        for b in segment.to_str()?.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~+@".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    Some(out)
+}
+
+async fn guard(store: &ArtifactStore, mut req: Request<Body>, next: Next) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").into_response();
     }
     let Some(relative) = safe_path(req.uri().path()) else {
         return not_found();
     };
-    if !is_plain_file(root, &relative) {
-        return not_found();
+    let root = store.root();
+    if is_plain_file(root, &relative) {
+        return next.run(req).await;
     }
+    // A stable name: served as the artifact its alias record names (checked like any file).
+    let Some(target) = store
+        .resolve_alias(&relative)
+        .filter(|target| is_plain_file(root, target))
+    else {
+        return not_found();
+    };
+    let Some(uri) = request_path(&target).and_then(|p| p.parse::<axum::http::Uri>().ok()) else {
+        return not_found();
+    };
+    *req.uri_mut() = uri;
     next.run(req).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_paths_become_request_paths_that_sanitise_back() {
+        for path in [
+            "helmchart/ns/app/app-1.0.0+abc.tgz",
+            "bucket/ns/b/a b%.tar.gz",
+        ] {
+            let encoded = request_path(Path::new(path)).expect("encodable");
+            assert_eq!(safe_path(&encoded), Some(PathBuf::from(path)), "{encoded}");
+        }
+        assert_eq!(
+            request_path(Path::new("bucket/ns/b/a b.tar.gz")).as_deref(),
+            Some("/bucket/ns/b/a%20b.tar.gz")
+        );
+    }
 
     #[test]
     fn request_paths_are_sanitised() {

@@ -5,7 +5,13 @@
 //! one object are serialised by an exclusive lock on `<kind>/<namespace>/<name>/.lock`; garbage
 //! collection keeps the current artifact, removes others older than the TTL and then the oldest
 //! until at most N remain (Flux's `--artifact-retention-records` / `--artifact-retention-ttl`).
-//! Names starting with `.` (locks, temporary files) are never artifacts and are never served.
+//! Names starting with `.` (locks, temporary files, alias records) are never artifacts and are
+//! never served.
+//!
+//! Stable names: Flux's source-controller links `latest.tar.gz` (or `index.yaml`) next to the
+//! artifacts to the current one and publishes that link in `status.url`. This store writes no
+//! symlink (its server refuses them): [`ArtifactStore::set_alias`] records the current file
+//! name atomically in `.alias-<name>`, and [`ArtifactStore::resolve_alias`] reads it back.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -59,6 +65,22 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The prefix of alias records (`.alias-latest.tar.gz`), hidden like every dot-file.
+const ALIAS_PREFIX: &str = ".alias-";
+
+/// The file name an alias record holds, when the record is a regular file (no symlink) with
+/// one safe path component in it.
+fn read_alias_record(path: &Path) -> Option<String> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 512 {
+        return None;
+    }
+    let text = fs::read_to_string(path).ok()?;
+    let name = text.trim_end_matches('\n');
+    component("file", name).ok()?;
+    Some(name.to_owned())
 }
 
 /// Checks that `value` is one safe path component.
@@ -334,6 +356,60 @@ impl ArtifactStore {
         })
     }
 
+    /// Points the stable name `alias` of `object` (Flux's `latest.tar.gz`, `index.yaml`) at
+    /// `current`, an artifact of `object` (a path relative to the root), and returns the path
+    /// of the alias relative to the root (`<kind>/<ns>/<name>/<alias>`), whose URL is
+    /// [`url_for`](Self::url_for) of it. The record `.alias-<alias>` is written atomically under
+    /// the object's lock, and only when it changes. Blocking (small writes).
+    pub fn set_alias(
+        &self,
+        object: &ObjectRef,
+        alias: &str,
+        current: &Path,
+    ) -> Result<PathBuf, StoreError> {
+        component("alias", alias)?;
+        let dir = object.dir();
+        let target = current
+            .strip_prefix(&dir)
+            .ok()
+            .and_then(|rest| rest.to_str())
+            .filter(|file| component("file", file).is_ok())
+            .ok_or_else(|| StoreError::InvalidName {
+                what: "aliased artifact",
+                value: current.display().to_string(),
+                reason: "not a file of the object's directory",
+            })?;
+        if !self.exists(current) {
+            return Err(StoreError::Io {
+                path: self.local_path(current),
+                source: io::Error::new(io::ErrorKind::NotFound, "aliased artifact not stored"),
+            });
+        }
+        let record = dir.join(format!("{ALIAS_PREFIX}{alias}"));
+        let _lock = self.lock(object)?;
+        let abs = self.local_path(&record);
+        if read_alias_record(&abs).as_deref() != Some(target) {
+            let mut temp = self.temp_in(&self.root.join(&dir))?;
+            temp.write_all(format!("{target}\n").as_bytes())
+                .map_err(io_err(&abs))?;
+            self.persist(temp, &record)?;
+        }
+        Ok(dir.join(alias))
+    }
+
+    /// The artifact a stable name (`<kind>/<ns>/<name>/<alias>`, relative to the root) points
+    /// at, relative to the root, when its record exists and names a regular file of the same
+    /// directory.
+    pub fn resolve_alias(&self, relative: &Path) -> Option<PathBuf> {
+        let alias = relative.file_name()?.to_str()?;
+        component("alias", alias).ok()?;
+        let dir = relative.parent()?;
+        let target =
+            read_alias_record(&self.local_path(&dir.join(format!("{ALIAS_PREFIX}{alias}"))))?;
+        let resolved = dir.join(target);
+        self.exists(&resolved).then_some(resolved)
+    }
+
     /// Recomputes the digest of a stored file and compares it with `expected`.
     pub fn verify(&self, relative: &Path, expected: &Digest) -> Result<(), StoreError> {
         let path = self.local_path(relative);
@@ -512,6 +588,74 @@ mod tests {
         );
         assert!(store.exists(&paths[0]) && store.exists(&paths[4]));
         assert!(tmp.path().join("gitrepository/ns/app/.lock").exists());
+    }
+
+    #[test]
+    fn aliases_follow_the_current_artifact_without_symlinks() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = ArtifactStore::new(tmp.path())
+            .expect("store")
+            .with_base_url("http://127.0.0.1:9090/".parse().expect("url"));
+        let obj = ObjectRef::new("OCIRepository", "ns", "app").expect("valid");
+        let first = store
+            .write_file(&obj, "one.tar.gz", &mut &b"1"[..])
+            .expect("write");
+        let alias = store
+            .set_alias(&obj, "latest.tar.gz", &first.path)
+            .expect("alias");
+        assert_eq!(alias, PathBuf::from("ocirepository/ns/app/latest.tar.gz"));
+        assert_eq!(
+            store.url_for(&alias).expect("url").as_str(),
+            "http://127.0.0.1:9090/ocirepository/ns/app/latest.tar.gz"
+        );
+        assert_eq!(store.resolve_alias(&alias), Some(first.path.clone()));
+        let record = tmp.path().join("ocirepository/ns/app/.alias-latest.tar.gz");
+        assert!(
+            fs::symlink_metadata(&record)
+                .expect("record")
+                .file_type()
+                .is_file()
+        );
+        assert!(
+            !tmp.path().join(&alias).exists(),
+            "no file or link at the alias"
+        );
+
+        let second = store
+            .write_file(&obj, "two.tar.gz", &mut &b"2"[..])
+            .expect("write");
+        store
+            .set_alias(&obj, "latest.tar.gz", &second.path)
+            .expect("alias");
+        assert_eq!(store.resolve_alias(&alias), Some(second.path.clone()));
+        // Collection keeps the record (a dot-file) and never counts it as an artifact.
+        let removed = store.gc(&obj, Some(&second.path)).expect("gc");
+        assert!(removed.iter().all(|p| p != &second.path));
+        assert_eq!(store.resolve_alias(&alias), Some(second.path.clone()));
+
+        // Refused: another object's file, a missing file, an alias that is not one component.
+        let other = ObjectRef::new("bucket", "ns", "b").expect("valid");
+        assert!(
+            store
+                .set_alias(&other, "latest.tar.gz", &second.path)
+                .is_err()
+        );
+        assert!(
+            store
+                .set_alias(&obj, "latest.tar.gz", &obj.dir().join("gone.tar.gz"))
+                .is_err()
+        );
+        assert!(store.set_alias(&obj, "../x", &second.path).is_err());
+        assert!(store.set_alias(&obj, ".lock", &second.path).is_err());
+        // A record naming a path outside the directory, or a gone file, resolves to nothing.
+        fs::write(&record, "../../../etc/passwd\n").expect("write");
+        assert_eq!(store.resolve_alias(&alias), None);
+        fs::write(&record, "gone.tar.gz\n").expect("write");
+        assert_eq!(store.resolve_alias(&alias), None);
+        assert_eq!(
+            store.resolve_alias(Path::new("ocirepository/ns/app/unknown.tar.gz")),
+            None
+        );
     }
 
     #[test]

@@ -231,7 +231,14 @@ async fn reconcile_once(
             let revision = artifact.revision.to_string();
             let message = format!("stored artifact: revision '{revision}'");
             let stored = ArtifactStatus::from_artifact(&artifact);
-            status.url = Some(stored.url.clone());
+            status.url = super::latest_url(
+                &ctx.store,
+                &*bucket,
+                "latest.tar.gz",
+                &artifact,
+                status.url.take(),
+            )
+            .await;
             status.artifact = Some(stored);
             status.observed_ignore = bucket.spec.ignore.clone();
             report_ready(

@@ -375,7 +375,14 @@ async fn reconcile_repository_once(
             let revision = artifact.revision.to_string();
             let message = format!("stored artifact: revision '{revision}'");
             let stored = ArtifactStatus::from_artifact(&artifact);
-            status.url = Some(stored.url.clone());
+            status.url = super::latest_url(
+                &ctx.store,
+                &*repo,
+                "index.yaml",
+                &artifact,
+                status.url.take(),
+            )
+            .await;
             status.artifact = Some(stored);
             report_ready(
                 &ctx,
@@ -858,7 +865,14 @@ async fn reconcile_chart_once(
                 format!("packaged '{chart_name}' chart with version '{revision}'")
             };
             let stored = ArtifactStatus::from_artifact(&artifact);
-            status.url = Some(stored.url.clone());
+            status.url = super::latest_url(
+                &ctx.store,
+                &*chart,
+                "latest.tar.gz",
+                &artifact,
+                status.url.take(),
+            )
+            .await;
             status.artifact = Some(stored);
             status.observed_chart_name = Some(chart_name);
             status.observed_source_artifact_revision = source_revision;

@@ -618,6 +618,44 @@ pub(crate) fn collect_garbage(store: &ArtifactStore, object: &ObjectRef, current
     }
 }
 
+/// Flux's stable link to the latest artifact of `obj` for `status.url`:
+/// `<kind>/<ns>/<name>/<alias>` (`latest.tar.gz`, or `index.yaml` for a HelmRepository) in
+/// the store, pointed at `artifact`. Best effort, as Flux: when the alias cannot be written the
+/// previous value stays and a warning is logged.
+pub(crate) async fn latest_url<K: SourceObject>(
+    store: &ArtifactStore,
+    obj: &K,
+    alias: &'static str,
+    artifact: &Artifact,
+    previous: Option<String>,
+) -> Option<String> {
+    let Ok(object) = object_ref(obj) else {
+        return previous;
+    };
+    let (store_owned, current) = (store.clone(), artifact.path.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        store_owned
+            .set_alias(&object, alias, &current)
+            .map(|relative| store_owned.url_for(&relative))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match result {
+        Ok(url) => url.map(String::from).or(previous),
+        Err(error) => {
+            tracing::warn!(
+                kind = K::KIND,
+                name = %obj.name_any(),
+                %error,
+                "failed to update the status URL alias"
+            );
+            previous
+        }
+    }
+}
+
 /// The last artifact of a status, when its file is still in the store.
 pub(crate) fn last_artifact(
     store: &ArtifactStore,
@@ -793,7 +831,10 @@ mod tests {
     async fn consecutive_failures_back_off_per_object_up_to_15_minutes() {
         let (ctx, _dir) = kind_context(Duration::from_millis(750));
         let delays: Vec<Duration> = (0..5).map(|_| ctx.next_retry("ns", "a")).collect();
-        assert_eq!(delays, [750, 1500, 3000, 6000, 12_000].map(Duration::from_millis));
+        assert_eq!(
+            delays,
+            [750, 1500, 3000, 6000, 12_000].map(Duration::from_millis)
+        );
         // Another object of the kind has its own count.
         assert_eq!(ctx.next_retry("ns", "b"), Duration::from_millis(750));
         assert_eq!(ctx.next_retry("other", "a"), Duration::from_millis(750));

@@ -294,7 +294,14 @@ async fn reconcile_once(
             let revision = artifact.revision.to_string();
             let message = format!("stored artifact for digest '{revision}'");
             let stored = ArtifactStatus::from_artifact(&artifact);
-            status.url = Some(stored.url.clone());
+            status.url = super::latest_url(
+                &ctx.store,
+                &*repo,
+                "latest.tar.gz",
+                &artifact,
+                status.url.take(),
+            )
+            .await;
             status.artifact = Some(stored);
             status.observed_ignore = repo.spec.ignore.clone();
             status.observed_layer_selector = repo.spec.layer_selector.clone();
