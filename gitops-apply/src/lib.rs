@@ -103,6 +103,9 @@
 //!   `Reconciling`, `Stalled` and `observedGeneration`; [`ResourceManager::wait`] watches each
 //!   object, fails fast on `Failed` and reports every object not ready, with its reason, on
 //!   timeout.
+//! - [`health_exprs`] are Flux's `healthCheckExprs`: CEL `current` / `inProgress` / `failed`
+//!   expressions per kind, used instead of kstatus for that kind in every wait
+//!   ([`ResourceManager::with_health_checks`]).
 //!
 //! ## Clients
 //!
@@ -112,9 +115,8 @@
 //!
 //! ## Not done
 //!
-//! Flux's `ignore` rules (JSON-pointer paths excluded from drift), CEL health expressions,
-//! managed-fields API-version migration, the cleanup of Flux v1 labels and CRD `caBundle`
-//! stripping are not implemented. [`ResourceManager::diff`] does not take over `kubectl`
+//! Flux's `ignore` rules (JSON-pointer paths excluded from drift), managed-fields API-version
+//! migration, the cleanup of Flux v1 labels and CRD `caBundle` stripping are not implemented. [`ResourceManager::diff`] does not take over `kubectl`
 //! fields (it changes nothing), so it can show a field owned by kubectl as unchanged where the
 //! apply would remove it.
 
@@ -123,6 +125,7 @@ pub mod client;
 pub mod diff;
 pub mod error;
 pub mod health;
+pub mod health_exprs;
 pub mod inventory;
 pub mod manager;
 pub mod normalize;

@@ -24,6 +24,8 @@ use crate::{
     changeset::{Action, ChangeSet},
     diff::{DiffError, unified_diff},
     error::{ApplyError, ApplyFailure, WaitError, is_immutable_error},
+    health::Health,
+    health_exprs::HealthCheckExprs,
     inventory::Inventory,
     normalize::{has_drifted, normalize, sorted_keys},
     object::{ObjectRef, split_api_version},
@@ -123,6 +125,7 @@ pub struct ResourceManager {
     client: Client,
     owner: Owner,
     concurrency: usize,
+    health_checks: HealthCheckExprs,
     resources: tokio::sync::Mutex<HashMap<(String, String), HashMap<String, Resolved>>>,
     records: Mutex<HashMap<ObjectRef, Record>>,
 }
@@ -322,6 +325,7 @@ impl ResourceManager {
             client,
             owner,
             concurrency: 4,
+            health_checks: HealthCheckExprs::default(),
             resources: tokio::sync::Mutex::new(HashMap::new()),
             records: Mutex::new(HashMap::new()),
         }
@@ -332,6 +336,21 @@ impl ResourceManager {
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
         self
+    }
+
+    /// Uses these CEL health checks (Flux's `healthCheckExprs`) instead of kstatus for the
+    /// kinds they name, in every wait.
+    pub fn with_health_checks(mut self, checks: HealthCheckExprs) -> Self {
+        self.health_checks = checks;
+        self
+    }
+
+    /// An object's health: by a CEL health check for its kind when one was given, else by
+    /// kstatus ([`crate::health::compute`]).
+    pub fn health(&self, obj: &Value) -> Health {
+        self.health_checks
+            .health(obj)
+            .unwrap_or_else(|| crate::health::compute(obj))
     }
 
     /// The owner identity.

@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use futures::{StreamExt, stream::select_all};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::Value;
 
 use crate::{
     error::{NotReady, WaitError},
-    health::{Health, Status, compute},
+    health::{Health, Status},
     manager::{ResourceManager, with_type_meta},
     object::ObjectRef,
 };
@@ -94,7 +93,7 @@ impl Waiter<'_> {
             };
             states[i] = match event {
                 Ok(Some(obj)) => match serde_json::to_value(&obj) {
-                    Ok(v) => health_for(&v, mode),
+                    Ok(v) => health_for(self.manager.health(&v), mode),
                     Err(e) => Health {
                         status: Status::Unknown,
                         message: e.to_string(),
@@ -136,11 +135,11 @@ impl Waiter<'_> {
     }
 }
 
-fn health_for(obj: &Value, mode: WaitMode) -> Health {
+/// What a wait makes of an object's health `h`.
+fn health_for(h: Health, mode: WaitMode) -> Health {
     match mode {
-        WaitMode::Ready => compute(obj),
+        WaitMode::Ready => h,
         WaitMode::Gone => {
-            let h = compute(obj);
             if h.status == Status::Terminating {
                 h
             } else {

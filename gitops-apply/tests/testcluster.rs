@@ -826,3 +826,86 @@ async fn a_new_crd_in_an_already_discovered_group_is_found() {
         ]
     );
 }
+
+const SPROCKETS: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: sprockets.example.com\nspec:\n  group: example.com\n  names:\n    kind: Sprocket\n    listKind: SprocketList\n    plural: sprockets\n    singular: sprocket\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    subresources:\n      status: {}\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n---\napiVersion: example.com/v1\nkind: Sprocket\nmetadata:\n  name: ok\n  namespace: default\nspec:\n  teeth: 12\n---\napiVersion: example.com/v1\nkind: Sprocket\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  teeth: 0\n";
+
+async fn set_phase(client: &Client, name: &str, phase: &str) {
+    let resource = gitops_apply::kube::core::ApiResource::from_gvk_with_plural(
+        &gitops_apply::kube::core::GroupVersionKind::gvk("example.com", "v1", "Sprocket"),
+        "sprockets",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": phase}})),
+    )
+    .await
+    .expect("status written");
+}
+
+#[tokio::test]
+async fn cel_health_checks_decide_the_health_of_the_kind_they_name() {
+    use gitops_apply::health_exprs::{HealthCheckExprSpec, HealthCheckExprs};
+    let (_cluster, client) = start(TestClusterOptions::default()).await;
+    let set = objects(SPROCKETS);
+    let plain = ResourceManager::new(client.clone(), owner());
+    plain
+        .apply_all_staged(&set, &ApplyOptions::default())
+        .await
+        .expect("applies");
+    let ok = &set[1..2];
+    let bad = &set[2..3];
+    // kstatus alone: a kind with no conditions is Current as soon as it exists.
+    plain
+        .wait(&set[1..], Duration::from_secs(5))
+        .await
+        .expect("kstatus finds them current");
+
+    let checks = HealthCheckExprs::compile(&[HealthCheckExprSpec {
+        api_version: "example.com/v1".into(),
+        kind: "Sprocket".into(),
+        current: "status.phase == 'Running'".into(),
+        failed: Some("status.phase == 'Broken'".into()),
+        in_progress: None,
+    }])
+    .expect("compiles");
+    let rm = ResourceManager::new(client.clone(), owner()).with_health_checks(checks);
+    // No status yet: the expressions cannot be evaluated, so the wait keeps watching and its
+    // timeout report says why.
+    match rm.wait(ok, Duration::from_secs(1)).await {
+        Err(WaitError::Timeout { not_ready }) => {
+            assert_eq!(not_ready.len(), 1, "{not_ready:?}");
+            assert_eq!(not_ready[0].object.to_string(), "Sprocket/default/ok");
+            assert_eq!(not_ready[0].status, Status::Unknown);
+            assert!(
+                not_ready[0].message.contains("failed expression"),
+                "{}",
+                not_ready[0].message
+            );
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // Running a moment later: the wait ends when `current` becomes true.
+    let writer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            set_phase(&client, "ok", "Starting").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            set_phase(&client, "ok", "Running").await;
+        })
+    };
+    rm.wait(ok, Duration::from_secs(20))
+        .await
+        .expect("current once Running");
+    writer.await.expect("writer");
+    // Broken: `failed` ends the wait at once, long before its timeout.
+    set_phase(&client, "bad", "Broken").await;
+    match rm.wait(bad, Duration::from_secs(120)).await {
+        Err(WaitError::Failed { object, message }) => {
+            assert_eq!(object.to_string(), "Sprocket/default/bad");
+            assert!(message.contains("failed is true"), "{message}");
+        }
+        other => panic!("expected fail-fast, got {other:?}"),
+    }
+}
