@@ -145,3 +145,85 @@ fn chart_from_an_oci_registry_pushed_by_helm() {
     let no_match = source_helm(&url, out.path(), &["--insecure", "--version", ">=3"]);
     assert_fails_with(&no_match, "NoMatchingTag");
 }
+
+/// Copies the files below `from` into `to`, keeping relative paths.
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.expect("walk");
+        let target = to.join(entry.path().strip_prefix(from).expect("below the root"));
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// `--ca-file`, `--client-cert` and `--client-key` against an HTTPS repository and an `oci://`
+/// registry that both require client certificates: with them the chart is stored; with only
+/// the CA the TLS handshake is refused (NetworkError), and a key without its certificate is a
+/// usage error.
+#[test]
+fn chart_over_mutual_tls_with_client_certificate_flags() {
+    let repo = packaged_repo();
+    let registry = OciRegistry::builder()
+        .require_client_certificates()
+        .start()
+        .expect("docker-registry with clientcas");
+    let ca_file = registry.ca_pem_path().expect("CA file").to_path_buf();
+    let issued = registry.client_cert().expect("client certificate").clone();
+    let (ca, cert, key) = (
+        ca_file.to_str().expect("utf-8"),
+        issued.cert_path.to_str().expect("utf-8"),
+        issued.key_path.to_str().expect("utf-8"),
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+
+    // HTTPS: the repository server shares the registry's CA.
+    let server = HelmRepoServer::builder()
+        .tls_with_ca(registry.ca().expect("CA"))
+        .require_client_cert()
+        .start(repo.path())
+        .expect("helm repository server");
+    let mtls = source_helm(
+        &server.url(),
+        out.path(),
+        &["--ca-file", ca, "--client-cert", cert, "--client-key", key],
+    );
+    assert_printed(&mtls, "1.1.0", &repo.path().join("app-1.1.0.tgz"));
+    let ca_only = source_helm(&server.url(), out.path(), &["--ca-file", ca]);
+    assert_fails_with(&ca_only, "NetworkError");
+    let half = source_helm(
+        &server.url(),
+        out.path(),
+        &["--ca-file", ca, "--client-key", key],
+    );
+    assert!(!half.status.success());
+    assert!(
+        String::from_utf8_lossy(&half.stderr).contains("--client-cert"),
+        "{}",
+        String::from_utf8_lossy(&half.stderr)
+    );
+
+    // oci://: helm 3.17 talks plain HTTP to 127.0.0.1, so the oracle pushes to a plain
+    // registry whose storage (docker-registry's filesystem layout) is copied into the
+    // mutual-TLS one.
+    let plain = OciRegistry::start().expect("docker-registry");
+    let package = repo.path().join("app-1.0.0.tgz");
+    helm(&[
+        "push",
+        package.to_str().expect("utf-8"),
+        &plain.oci_url("charts"),
+        "--plain-http",
+    ]);
+    copy_tree(plain.storage_dir(), registry.storage_dir());
+    let url = registry.oci_url("charts");
+    let mtls = source_helm(
+        &url,
+        out.path(),
+        &["--ca-file", ca, "--client-cert", cert, "--client-key", key],
+    );
+    assert_printed(&mtls, "1.0.0", &package);
+    let ca_only = source_helm(&url, out.path(), &["--ca-file", ca]);
+    assert_fails_with(&ca_only, "NetworkError");
+}

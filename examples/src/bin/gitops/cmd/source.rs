@@ -461,6 +461,12 @@ pub struct HelmArgs {
     /// PEM file of CA certificates to trust.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS with the repository or registry.
+    #[arg(long, requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM client key for mutual TLS with the repository or registry.
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     /// Limit for each request (`30s`, `2m`, or seconds).
     #[arg(long, default_value = "60s", value_parser = parse_seconds)]
     pub timeout: Duration,
@@ -585,6 +591,12 @@ fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|p| read(p, "CA file"))
         .transpose()?;
+    let client_identity_pem = match (&args.client_cert, &args.client_key) {
+        (Some(cert), Some(key)) => {
+            Some((read(cert, "client certificate")?, read(key, "client key")?))
+        }
+        _ => None,
+    };
     if args.repo_url.starts_with("oci://") {
         // Helm stores charts pushed to `oci://host/path` as `host/path/<chart>:<version>`.
         let url = format!("{}/{}", args.repo_url.trim_end_matches('/'), args.chart);
@@ -598,6 +610,7 @@ fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
         };
         registry.insecure = args.insecure;
         registry.tls.ca_pem = ca_pem;
+        registry.tls.client_identity_pem = client_identity_pem;
         registry.timeout = args.timeout;
         let mut source = HelmChartSource::from_oci(registry, args.version, object);
         source.values_files = args.values_files;
@@ -607,6 +620,7 @@ fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
     let mut repository = HelmRepositorySource::new(args.repo_url.clone(), repo_object);
     repository.http.basic = args.username.zip(args.password);
     repository.http.ca_pem = ca_pem;
+    repository.http.client_identity_pem = client_identity_pem;
     repository.http.timeout = args.timeout;
     let mut source = HelmChartSource::from_repository(repository, args.chart, args.version, object);
     source.values_files = args.values_files;
