@@ -17,6 +17,16 @@
 //!   `commonMetadata` labels and annotations set on every object's `metadata` (common keys win),
 //!   which Flux applies after substitution.
 //!
+//! * **Ignore rules** (opt-in, [`FluxKustomization::build_ignoring`]): as `flux build
+//!   kustomization` / `flux diff kustomization` on a local directory (fluxcd/pkg's
+//!   `NewGeneratorWithIgnore`), the `.sourceignore` files below the directory and an ignore list
+//!   (gitignore syntax, last match wins; each `.sourceignore` scoped to its directory; the
+//!   list scoped to the kustomization directory): when they give any pattern, ignored files and
+//!   directories are skipped while generating; and the kustomization's `resources`,
+//!   `components` and `crds` that the rules (with Flux's default exclusions) exclude are
+//!   dropped, remote URLs and paths outside the directory kept. kustomize-controller builds
+//!   artifacts its source already filtered and does neither ([`FluxKustomization::build`]).
+//!
 //! The kustomization file is written into the directory for the build and the directory is
 //! restored afterwards (the original file put back, a generated one removed), as Flux does in
 //! its temporary copy of the artifact. Callers build in a directory they own.
@@ -44,6 +54,7 @@ use crate::kustomize::{Build, BuildOptions, KustomizeError, LoadRestrictor, Reso
 use crate::yaml::{Map, Value, parse_stream, to_yaml};
 
 use super::FluxError;
+use super::sourceignore::SourceIgnore;
 
 /// The file names kustomize recognises, in the order it looks for them.
 pub const KUSTOMIZATION_FILES: [&str; 3] =
@@ -226,6 +237,16 @@ pub enum BuildError {
         /// What is wrong.
         message: String,
     },
+    /// An ignore pattern (`.sourceignore` or the ignore list) is not gitignore syntax.
+    #[error("{origin}: invalid ignore pattern {pattern:?}: {message}")]
+    IgnorePattern {
+        /// Where the pattern came from (the `.sourceignore` file, or the ignore list).
+        origin: String,
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A component is not a local relative path.
     #[error("component path '{component}' must be local")]
     RemoteComponent {
@@ -241,7 +262,7 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    fn io(what: &'static str, path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             what,
             path: path.to_path_buf(),
@@ -268,6 +289,31 @@ impl FluxKustomization {
         root: &Path,
         dir: &Path,
     ) -> Result<EffectiveKustomization, BuildError> {
+        self.effective(root, dir, None)
+    }
+
+    /// [`kustomization`](Self::kustomization) with Flux's ignore rules for a local directory
+    /// (`flux build kustomization --ignore-paths`): the `.sourceignore` files below `dir` and
+    /// `ignore` (gitignore patterns, one per line) skip files while generating, and the
+    /// kustomization's `resources`, `components` and `crds` they exclude are dropped.
+    pub fn kustomization_ignoring(
+        &self,
+        root: &Path,
+        dir: &Path,
+        ignore: Option<&str>,
+    ) -> Result<EffectiveKustomization, BuildError> {
+        let canonical =
+            std::fs::canonicalize(dir).map_err(|e| BuildError::io("reading", dir, e))?;
+        let rules = SourceIgnore::load(&canonical, ignore)?;
+        self.effective(root, dir, Some(&rules))
+    }
+
+    fn effective(
+        &self,
+        root: &Path,
+        dir: &Path,
+        rules: Option<&SourceIgnore>,
+    ) -> Result<EffectiveKustomization, BuildError> {
         let (file, generated, mut value) = match find_kustomization_file(dir) {
             Some(file) => {
                 let text = std::fs::read_to_string(&file)
@@ -275,9 +321,17 @@ impl FluxKustomization {
                 let value = parse_kustomization(&file, &text)?;
                 (file, false, value)
             }
-            None => (dir.join(KUSTOMIZATION_FILES[0]), true, generate(root, dir)?),
+            None => (
+                dir.join(KUSTOMIZATION_FILES[0]),
+                true,
+                generate_with(root, dir, rules)?,
+            ),
         };
-        let changed = generated || self.has_overrides();
+        let filtered = match rules {
+            Some(rules) => filter_ignored(dir, rules, &mut value)?,
+            None => false,
+        };
+        let changed = generated || filtered || self.has_overrides();
         self.merge_into(dir, &file, &mut value)?;
         Ok(EffectiveKustomization {
             file,
@@ -358,6 +412,30 @@ impl FluxKustomization {
         path: &Path,
         substitution: Option<&Substitution>,
     ) -> Result<Build, BuildError> {
+        self.build_inner(root, path, substitution, None)
+    }
+
+    /// [`build_with`](Self::build_with) as `flux build kustomization` builds a local
+    /// directory: with the ignore rules of
+    /// [`kustomization_ignoring`](Self::kustomization_ignoring) (the `.sourceignore` files
+    /// below the path and `ignore`, Flux's `--ignore-paths` one pattern per line).
+    pub fn build_ignoring(
+        &self,
+        root: &Path,
+        path: &Path,
+        ignore: Option<&str>,
+        substitution: Option<&Substitution>,
+    ) -> Result<Build, BuildError> {
+        self.build_inner(root, path, substitution, Some(ignore))
+    }
+
+    fn build_inner(
+        &self,
+        root: &Path,
+        path: &Path,
+        substitution: Option<&Substitution>,
+        ignore: Option<Option<&str>>,
+    ) -> Result<Build, BuildError> {
         let rel = clean_relative(path).ok_or_else(|| BuildError::PathNotFound {
             path: path.to_path_buf(),
         })?;
@@ -365,7 +443,10 @@ impl FluxKustomization {
         if !dir.is_dir() {
             return Err(BuildError::PathNotFound { path: rel });
         }
-        let effective = self.kustomization(root, &dir)?;
+        let effective = match ignore {
+            Some(list) => self.kustomization_ignoring(root, &dir, list)?,
+            None => self.kustomization(root, &dir)?,
+        };
         let mut built = {
             let _written = if effective.changed {
                 Some(WrittenKustomization::write(&effective)?)
@@ -502,9 +583,26 @@ fn to_value<T: Serialize>(v: &T) -> Value {
 /// The kustomization Flux generates for `dir` (which has none): every Kubernetes YAML file and
 /// every sub-directory with a kustomization, in walk order.
 pub fn generate(root: &Path, dir: &Path) -> Result<Value, BuildError> {
+    generate_with(root, dir, None)
+}
+
+/// [`generate`], skipping what `rules` exclude when they hold any pattern of a `.sourceignore`
+/// file or an ignore list.
+fn generate_with(
+    root: &Path,
+    dir: &Path,
+    rules: Option<&SourceIgnore>,
+) -> Result<Value, BuildError> {
     let root = std::fs::canonicalize(root).map_err(|e| BuildError::io("reading", root, e))?;
+    let skip = match rules.filter(|r| r.has_custom_patterns()) {
+        Some(rules) => Some((
+            rules,
+            std::fs::canonicalize(dir).map_err(|e| BuildError::io("reading", dir, e))?,
+        )),
+        None => None,
+    };
     let mut resources = Vec::new();
-    walk(&root, dir, dir, &mut resources)?;
+    walk(&root, dir, dir, skip, &mut resources)?;
     let mut map = Map::new();
     map.insert(
         "apiVersion".into(),
@@ -520,7 +618,16 @@ pub fn generate(root: &Path, dir: &Path) -> Result<Value, BuildError> {
     Ok(Value::Map(map))
 }
 
-fn walk(root: &Path, base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), BuildError> {
+/// Ignore rules applied while walking, with the canonical form of the walked directory.
+type Skip<'a> = Option<(&'a SourceIgnore, PathBuf)>;
+
+fn walk(
+    root: &Path,
+    base: &Path,
+    dir: &Path,
+    skip: Skip<'_>,
+    out: &mut Vec<String>,
+) -> Result<(), BuildError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| BuildError::io("reading", dir, e))?
         .filter_map(|e| e.ok())
@@ -536,12 +643,17 @@ fn walk(root: &Path, base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(
         let meta =
             std::fs::symlink_metadata(&path).map_err(|e| BuildError::io("reading", &path, e))?;
         let rel = path.strip_prefix(base).unwrap_or(&path);
+        if let Some((rules, canonical)) = &skip
+            && rules.is_ignored(&canonical.join(rel), meta.is_dir())
+        {
+            continue;
+        }
         let resource = format!("./{}", rel.to_string_lossy());
         if meta.is_dir() {
             if find_kustomization_file(&path).is_some() {
                 out.push(resource);
             } else {
-                walk(root, base, &path, out)?;
+                walk(root, base, &path, skip.clone(), out)?;
             }
             continue;
         }
@@ -566,6 +678,56 @@ fn walk(root: &Path, base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(
         out.push(resource);
     }
     Ok(())
+}
+
+/// Drops the entries of `resources`, `components` and `crds` that `rules` exclude (Flux's
+/// `filterKsWithIgnoreFiles`): remote URLs are kept, as are paths outside `dir` (no pattern
+/// reaches them) and paths that do not exist (kustomize reports those). Returns whether
+/// anything was dropped.
+fn filter_ignored(dir: &Path, rules: &SourceIgnore, value: &mut Value) -> Result<bool, BuildError> {
+    let Value::Map(map) = value else {
+        return Ok(false);
+    };
+    let base = std::fs::canonicalize(dir).map_err(|e| BuildError::io("reading", dir, e))?;
+    let mut dropped = false;
+    for field in ["resources", "components", "crds"] {
+        let Some(Value::Seq(entries)) = map.get_mut(field) else {
+            continue;
+        };
+        entries.retain(|entry| {
+            let Value::Str(entry) = entry else {
+                return true;
+            };
+            if field != "crds" && entry.contains("://") {
+                return true;
+            }
+            let path = lexical_join(&base, entry);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                return true;
+            };
+            let keep = !rules.is_ignored(&path, meta.is_dir());
+            dropped |= !keep;
+            keep
+        });
+    }
+    Ok(dropped)
+}
+
+/// `base` joined with `relative`, `.` and `..` resolved without touching the disk (Go's
+/// `filepath.Join`).
+fn lexical_join(base: &Path, relative: &str) -> PathBuf {
+    let mut out = base.to_path_buf();
+    for component in Path::new(relative).components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(c) => out.push(c),
+            Component::RootDir => out = PathBuf::from("/"),
+            Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// kustomize's resource factory check, as Flux's generator runs it on every YAML file: the text

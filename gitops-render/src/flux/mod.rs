@@ -18,6 +18,7 @@
 //! annotation or label `kustomize.toolkit.fluxcd.io/substitute: disabled`.
 
 mod kustomization;
+mod sourceignore;
 
 pub use kustomization::{
     BuildError, CommonMetadata, EffectiveKustomization, FluxKustomization, Image,
