@@ -1396,6 +1396,30 @@ spec:
         "{}",
         failed.message
     );
+
+    // A Bucket cannot present client certificates here: said, not silently ignored.
+    env.apply_yaml::<Bucket>(&format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1
+kind: Bucket
+metadata:
+  name: mtls-bucket
+  namespace: {NS}
+spec:
+  interval: 5m0s
+  endpoint: 127.0.0.1:9
+  bucketName: podinfo
+  certSecretRef:
+    name: mtls-certs
+"
+    ))
+    .await;
+    let failed = wait_failed::<Bucket>(&env, "mtls-bucket", "BucketOperationFailed").await;
+    assert!(
+        failed.message.contains("'flux-system/mtls-certs'")
+            && failed.message.contains("mutual TLS are not supported"),
+        "{}",
+        failed.message
+    );
     env.stop().await;
 }
 

@@ -191,9 +191,20 @@ async fn bucket_source(client: &Client, bucket: &Bucket) -> Result<BucketSource,
             secret_key,
         });
     }
-    source.ca_pem = super::cert_secret(client, &namespace, spec.cert_secret_ref.as_ref())
-        .await?
-        .ca_pem;
+    let certs = super::cert_secret(client, &namespace, spec.cert_secret_ref.as_ref()).await?;
+    if let (Some(secret_ref), Some(_)) = (&spec.cert_secret_ref, &certs.client_identity_pem) {
+        // Flux presents them for mutual TLS; the bucket client here cannot, and ignoring them
+        // would talk to the endpoint without the identity the Secret asks for.
+        return Err(Failure::retry(
+            meta::FETCH_FAILED,
+            "BucketOperationFailed",
+            format!(
+                "secret '{namespace}/{}' of spec.certSecretRef: client certificates ('tls.crt', 'tls.key') for mutual TLS are not supported for Bucket by this controller",
+                secret_ref.name
+            ),
+        ));
+    }
+    source.ca_pem = certs.ca_pem;
     Ok(source)
 }
 
