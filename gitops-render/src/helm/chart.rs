@@ -51,7 +51,7 @@ pub struct Chart {
     /// `values.schema.json`, if any.
     pub schema: Option<String>,
     /// Templates: path relative to the chart (`templates/x.yaml`) and text.
-    pub templates: Vec<(String, String)>,
+    pub templates: Vec<(String, std::rc::Rc<str>)>,
     /// Every other file (including `crds/`), relative path and bytes (shared with `.Files`).
     pub files: Vec<(String, std::rc::Rc<Vec<u8>>)>,
     /// Loaded subcharts.
@@ -155,9 +155,14 @@ fn walk(
             format!("{rel}/{name}")
         };
         let path = e.path();
-        let is_dir = std::fs::metadata(&path)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
+        // The entry's type comes with the directory listing; only a symbolic link needs a
+        // `stat` of its target.
+        let is_dir = match e.file_type() {
+            Ok(t) if !t.is_symlink() => t.is_dir(),
+            _ => std::fs::metadata(&path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false),
+        };
         if rules.ignore(&relp, is_dir) {
             continue;
         }
@@ -375,7 +380,7 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, origin: &str) -> Result<Chart, 
             }
             "requirements.lock" | "Chart.lock" => {}
             n if n.starts_with("templates/") => {
-                templates.push((name.clone(), into_string_lossy(data)));
+                templates.push((name.clone(), std::rc::Rc::from(into_string_lossy(data))));
             }
             n if n.starts_with("charts/") => {
                 if n.ends_with(".prov") {

@@ -140,7 +140,7 @@ fn map_of(v: &Value) -> Option<super::value::Map> {
 
 /// Builds the full function map.
 pub fn func_map() -> FuncMap {
-    let mut m: FuncMap = FuncMap::new();
+    let mut m: FuncMap = FuncMap::default();
     macro_rules! f {
         ($name:expr, $body:expr) => {
             m.insert($name, $body);
@@ -1444,19 +1444,31 @@ fn json_kind(v: &Value) -> &'static str {
 
 fn include(ex: &mut Exec<'_>, a: &[Value]) -> R {
     arity("include", a, 2)?;
-    let name = strval(&a[0]);
-    let count = ex.included.entry(name.clone()).or_insert(0);
+    let owned;
+    let name: &str = match &a[0] {
+        Value::Str(s) => s,
+        other => {
+            owned = strval(other);
+            &owned
+        }
+    };
+    let count = match ex.included.get_mut(name) {
+        Some(c) => c,
+        None => ex.included.entry(name.to_string()).or_insert(0),
+    };
     *count += 1;
     if *count > ex.limits.max_depth {
         *count -= 1;
-        return Err(FuncError::Limit(super::template::ExecError::Depth(name)));
+        return Err(FuncError::Limit(super::template::ExecError::Depth(
+            name.to_string(),
+        )));
     }
-    let r = ex.execute(&name, a[1].clone());
-    if let Some(c) = ex.included.get_mut(&name) {
+    let r = ex.execute_value(name, a[1].clone());
+    if let Some(c) = ex.included.get_mut(name) {
         *c -= 1;
     }
     match r {
-        Ok(s) => Ok(Value::from(s)),
+        Ok(v) => Ok(v),
         Err(super::template::ExecError::Exec(m)) => Err(FuncError::Msg(m)),
         Err(e) => Err(FuncError::Limit(e)),
     }
@@ -1732,19 +1744,22 @@ fn wrap(s: &str, width: usize, nl: &str) -> String {
 
 /// Compiled patterns kept per thread: charts call `regexMatch`/`regexReplaceAll` with the same
 /// handful of literal patterns thousands of times, and compiling one costs far more than
-/// matching (a `regex::Regex` clone is a reference count).
+/// matching.
 const REGEX_CACHE_MAX: usize = 512;
 
-fn regex(p: &str) -> Result<regex::Regex, FuncError> {
+/// A compiled pattern from the per-thread cache. The cache hands out shared references (a
+/// cloned `Regex` would start with empty match caches on every call).
+fn regex(p: &str) -> Result<Rc<regex::Regex>, FuncError> {
     thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<String, regex::Regex>> =
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Rc<regex::Regex>>> =
             std::cell::RefCell::new(std::collections::HashMap::new());
     }
     if let Some(re) = CACHE.with(|c| c.borrow().get(p).cloned()) {
         return Ok(re);
     }
-    let re =
-        regex::Regex::new(p).map_err(|e| FuncError::Msg(format!("error parsing regexp: {e}")))?;
+    let re = Rc::new(
+        regex::Regex::new(p).map_err(|e| FuncError::Msg(format!("error parsing regexp: {e}")))?,
+    );
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= REGEX_CACHE_MAX {
@@ -1756,7 +1771,7 @@ fn regex(p: &str) -> Result<regex::Regex, FuncError> {
 }
 
 /// A compiled pattern from the per-thread cache (`None` when it does not compile).
-pub(crate) fn cached_regex(p: &str) -> Option<regex::Regex> {
+pub(crate) fn cached_regex(p: &str) -> Option<Rc<regex::Regex>> {
     regex(p).ok()
 }
 

@@ -472,7 +472,7 @@ fn capabilities(opts: &RenderOptions) -> Value {
 // Rendering
 
 struct Renderable {
-    text: String,
+    text: Rc<str>,
     vals: Value,
     base_path: String,
 }
@@ -657,23 +657,24 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
         std::collections::HashMap::new();
     for k in &keys {
         let r = &tpls[k];
-        if let Some(p) = parsed_texts.get(r.text.as_str()) {
+        if let Some(p) = parsed_texts.get(&*r.text) {
             set.add(p.renamed(k));
             continue;
         }
-        let parsed = template::parse(k, &r.text, &|n| fmap.contains_key(n)).map_err(|e| {
-            let msg = e.to_string();
-            let tokens: Vec<&str> = msg.split(": ").collect();
-            if tokens.len() == 1 {
-                HelmError::Parse(format!("parse error in ({k}): {msg}"))
-            } else {
-                HelmError::Parse(format!(
-                    "parse error at ({}): {}",
-                    tokens[1],
-                    tokens[tokens.len() - 1]
-                ))
-            }
-        })?;
+        let parsed = template::parse::parse_shared(k, r.text.clone(), &|n| fmap.contains_key(n))
+            .map_err(|e| {
+                let msg = e.to_string();
+                let tokens: Vec<&str> = msg.split(": ").collect();
+                if tokens.len() == 1 {
+                    HelmError::Parse(format!("parse error in ({k}): {msg}"))
+                } else {
+                    HelmError::Parse(format!(
+                        "parse error at ({}): {}",
+                        tokens[1],
+                        tokens[tokens.len() - 1]
+                    ))
+                }
+            })?;
         set.add(parsed.renamed(k));
         parsed_texts.insert(&r.text, parsed);
     }
@@ -712,7 +713,12 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
                 template: k.clone(),
             },
         })?;
-        rendered.insert(k.clone(), out.replace("<no value>", ""));
+        let out = if out.contains("<no value>") {
+            out.replace("<no value>", "")
+        } else {
+            out
+        };
+        rendered.insert(k.clone(), out);
     }
     // NOTES.txt is not a manifest.
     rendered.retain(|k, _| !k.ends_with("NOTES.txt"));

@@ -1,11 +1,55 @@
 //! The executor: walks parsed templates with Go's `text/template` semantics.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::parse::{Arg, Branch, Command, Node, Number, Pipe, Set, Tree};
+use super::parse::{Arena, Arg, Branch, Command, List, Node, Number, Pipe, Set, Tree};
 use crate::helm::value::Value;
+
+/// A fast hasher for the engine's small tables keyed by names (function names, template
+/// names, identifiers): FxHash's multiply-rotate mixing, a word at a time.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+const FX_SEED: u64 = 0xf135_7aea_2e62_a9c5;
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+/// The `BuildHasher` of [`FastHasher`].
+pub type FastHash = BuildHasherDefault<FastHasher>;
 
 /// Limits on one render.
 #[derive(Debug, Clone, Copy)]
@@ -84,7 +128,7 @@ impl From<&str> for FuncError {
 pub type Func = fn(&mut Exec<'_>, &[Value]) -> FuncResult;
 
 /// The function table.
-pub type FuncMap = HashMap<&'static str, Func>;
+pub type FuncMap = HashMap<&'static str, Func, FastHash>;
 
 enum Flow {
     Break,
@@ -95,6 +139,23 @@ enum Flow {
 impl From<ExecError> for Flow {
     fn from(e: ExecError) -> Self {
         Flow::Err(e)
+    }
+}
+
+/// What an error message names as the failing expression (`at <...>`), formatted only when an
+/// error is reported.
+#[derive(Clone, Copy)]
+enum Ctx<'n> {
+    Cmd(&'n Arena, &'n Command),
+    Arg(&'n Arena, &'n Arg),
+}
+
+impl fmt::Display for Ctx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ctx::Cmd(a, c) => write!(f, "{}", a.show(*c)),
+            Ctx::Arg(a, x) => write!(f, "{}", a.show(*x)),
+        }
     }
 }
 
@@ -111,13 +172,20 @@ pub struct Exec<'a> {
     /// Current nesting of include/tpl/template.
     pub depth: usize,
     /// Nesting per included name (Helm's include recursion guard).
-    pub included: HashMap<String, usize>,
+    pub included: HashMap<String, usize, FastHash>,
     /// The cluster `lookup` asks; `None` renders offline (empty maps, as `helm template`).
     pub cluster: Option<std::sync::Arc<dyn crate::helm::lookup::Lookup + Send + Sync>>,
     /// Extra state for functions (the chart's files, capabilities ...) is reached through values.
     tree: Option<Rc<Tree>>,
-    vars: Vec<(String, Value)>,
+    /// Variables of every template being executed; the current one's start at `var_base`.
+    vars: Vec<(Rc<str>, Value)>,
+    var_base: usize,
+    dollar: Rc<str>,
+    /// Output of every template being executed; the current one's starts at `out_start`.
     out: String,
+    out_start: usize,
+    /// Argument vectors for function calls, reused.
+    arg_pool: Vec<Vec<Value>>,
     steps: u64,
 }
 
@@ -130,11 +198,15 @@ impl<'a> Exec<'a> {
             funcs,
             limits,
             depth: 0,
-            included: HashMap::new(),
+            included: HashMap::default(),
             cluster: None,
             tree: None,
             vars: Vec::new(),
+            var_base: 0,
+            dollar: Rc::from("$"),
             out: String::new(),
+            out_start: 0,
+            arg_pool: Vec::new(),
             steps: 0,
         }
     }
@@ -149,38 +221,72 @@ impl<'a> Exec<'a> {
         self.set.templates.get(name).cloned()
     }
 
+    fn no_template(name: &str) -> ExecError {
+        ExecError::Exec(format!(
+            "template: no template {name:?} associated with template \"gotpl\""
+        ))
+    }
+
     /// Executes the template `name` with `data`, returning its output.
     pub fn execute(&mut self, name: &str, data: Value) -> Result<String, ExecError> {
         let Some(tree) = self.lookup(name) else {
-            return Err(ExecError::Exec(format!(
-                "template: no template {name:?} associated with template \"gotpl\""
-            )));
+            return Err(Self::no_template(name));
         };
         self.execute_tree(tree, data)
     }
 
+    /// Executes the template `name` with `data`, returning its output as a string value
+    /// (what `include` returns).
+    pub fn execute_value(&mut self, name: &str, data: Value) -> Result<Value, ExecError> {
+        let Some(tree) = self.lookup(name) else {
+            return Err(Self::no_template(name));
+        };
+        let start = self.out.len();
+        let r = self.run_tree(tree, data);
+        let v = r.map(|()| Value::Str(Rc::from(&self.out[start..])));
+        self.out.truncate(start);
+        v
+    }
+
     /// Executes a parsed tree with `data`.
     pub fn execute_tree(&mut self, tree: Rc<Tree>, data: Value) -> Result<String, ExecError> {
+        let start = self.out.len();
+        let r = self.run_tree(tree, data);
+        let out = if start == 0 {
+            std::mem::take(&mut self.out)
+        } else {
+            let s = self.out[start..].to_string();
+            self.out.truncate(start);
+            s
+        };
+        r.map(|()| out)
+    }
+
+    /// Executes a tree, appending its output to `self.out`.
+    fn run_tree(&mut self, tree: Rc<Tree>, data: Value) -> Result<(), ExecError> {
         if self.depth >= self.limits.max_depth {
             return Err(ExecError::Depth(tree.name.clone()));
         }
         self.depth += 1;
         let saved_tree = self.tree.replace(tree.clone());
-        let saved_vars = std::mem::replace(&mut self.vars, vec![("$".to_string(), data.clone())]);
-        let saved_out = std::mem::take(&mut self.out);
-        let res = self.walk_list(&data, &tree.root);
-        let out = std::mem::replace(&mut self.out, saved_out);
-        self.vars = saved_vars;
+        let saved_base = std::mem::replace(&mut self.var_base, self.vars.len());
+        let saved_start = std::mem::replace(&mut self.out_start, self.out.len());
+        let dot = data.clone();
+        self.vars.push((self.dollar.clone(), data));
+        let arena: &Arena = &tree.arena;
+        let res = self.walk_list(arena, &dot, arena.nodes(tree.root));
+        self.vars.truncate(self.var_base);
+        self.var_base = saved_base;
+        self.out_start = saved_start;
         self.tree = saved_tree;
         self.depth -= 1;
         match res {
-            Ok(()) => Ok(out),
+            Ok(()) | Err(Flow::Break | Flow::Continue) => Ok(()),
             Err(Flow::Err(e)) => Err(e),
-            Err(Flow::Break | Flow::Continue) => Ok(out),
         }
     }
 
-    fn errorf(&self, pos: Option<usize>, context: &str, msg: &str) -> ExecError {
+    fn errorf(&self, pos: Option<usize>, context: &dyn fmt::Display, msg: &str) -> ExecError {
         let tree = self.tree.as_ref();
         let name = tree.map(|t| t.name.as_str()).unwrap_or("gotpl");
         match (tree, pos) {
@@ -203,36 +309,36 @@ impl<'a> Exec<'a> {
         {
             return Err(ExecError::Timeout);
         }
-        if self.out.len() > self.limits.max_output {
+        if self.out.len() - self.out_start > self.limits.max_output {
             return Err(ExecError::OutputTooLarge(self.limits.max_output));
         }
         Ok(())
     }
 
-    fn walk_list(&mut self, dot: &Value, list: &[Node]) -> Result<(), Flow> {
+    fn walk_list(&mut self, a: &Arena, dot: &Value, list: &[Node]) -> Result<(), Flow> {
         for n in list {
-            self.walk(dot, n)?;
+            self.walk(a, dot, n)?;
         }
         Ok(())
     }
 
-    fn walk(&mut self, dot: &Value, node: &Node) -> Result<(), Flow> {
+    fn walk(&mut self, a: &Arena, dot: &Value, node: &Node) -> Result<(), Flow> {
         self.tick()?;
         match node {
-            Node::Text(t) => self.out.push_str(t),
+            Node::Text(s, e) => self.out.push_str(a.text(*s, *e)),
             Node::Action(pipe) => {
-                let v = self.eval_pipeline(dot, pipe)?;
+                let v = self.eval_pipeline(a, dot, pipe)?;
                 if pipe.decl.is_empty() {
                     self.print(&v);
                 }
             }
             Node::If(b) => {
                 let mark = self.vars.len();
-                let v = self.eval_pipeline(dot, &b.pipe)?;
+                let v = self.eval_pipeline(a, dot, &b.pipe)?;
                 let r = if v.truthy() {
-                    self.walk_list(dot, &b.list)
+                    self.walk_list(a, dot, a.nodes(b.list))
                 } else if let Some(e) = &b.else_list {
-                    self.walk_list(dot, e)
+                    self.walk_list(a, dot, a.nodes(*e))
                 } else {
                     Ok(())
                 };
@@ -241,23 +347,23 @@ impl<'a> Exec<'a> {
             }
             Node::With(b) => {
                 let mark = self.vars.len();
-                let v = self.eval_pipeline(dot, &b.pipe)?;
+                let v = self.eval_pipeline(a, dot, &b.pipe)?;
                 let r = if v.truthy() {
-                    self.walk_list(&v, &b.list)
+                    self.walk_list(a, &v, a.nodes(b.list))
                 } else if let Some(e) = &b.else_list {
-                    self.walk_list(dot, e)
+                    self.walk_list(a, dot, a.nodes(*e))
                 } else {
                     Ok(())
                 };
                 self.vars.truncate(mark);
                 r?;
             }
-            Node::Range(b) => self.walk_range(dot, b)?,
+            Node::Range(b) => self.walk_range(a, dot, b)?,
             Node::Break(_) => return Err(Flow::Break),
             Node::Continue(_) => return Err(Flow::Continue),
             Node::Template { pos, name, pipe } => {
                 let data = match pipe {
-                    Some(p) => self.eval_pipeline(dot, p)?,
+                    Some(p) => self.eval_pipeline(a, dot, p)?,
                     None => Value::Nil,
                 };
                 let Some(tree) = self.lookup(name) else {
@@ -269,107 +375,138 @@ impl<'a> Exec<'a> {
                         )
                         .into());
                 };
-                let out = self.execute_tree(tree, data)?;
-                self.out.push_str(&out);
+                self.run_tree(tree, data)?;
             }
         }
         Ok(())
     }
 
-    fn walk_range(&mut self, dot: &Value, b: &Branch) -> Result<(), Flow> {
+    fn walk_range(&mut self, a: &Arena, dot: &Value, b: &Branch) -> Result<(), Flow> {
         let mark = self.vars.len();
-        let val = self.eval_pipeline(dot, &b.pipe)?;
+        let val = self.eval_pipeline(a, dot, &b.pipe)?;
         let after_decl = self.vars.len();
-        let ndecl = b.pipe.decl.len();
+        let ndecl = b.pipe.decl.len as usize;
+        // Maps and objects are snapshot (Go sorts the keys and values first); lists are
+        // immutable values, iterated in place.
         let mut items: Vec<(Value, Value)> = Vec::new();
-        match &val {
-            Value::List(l) => {
-                for (i, v) in l.iter().enumerate() {
-                    items.push((Value::Int(i as i64), v.clone()));
-                }
-            }
+        let list = match &val {
+            Value::List(l) => Some(l.clone()),
             Value::Map(m) => {
-                for (k, v) in m.borrow().iter() {
-                    items.push((Value::from(k.as_str()), v.clone()));
-                }
+                items.extend(
+                    m.borrow()
+                        .iter()
+                        .map(|(k, v)| (Value::from(k.as_str()), v.clone())),
+                );
+                None
             }
             Value::Bytes(bs) => {
-                for (i, v) in bs.iter().enumerate() {
-                    items.push((Value::Int(i as i64), Value::Int(*v as i64)));
-                }
+                items.extend(
+                    bs.iter()
+                        .enumerate()
+                        .map(|(i, v)| (Value::Int(i as i64), Value::Int(*v as i64))),
+                );
+                None
             }
-            Value::Nil => {}
+            Value::Nil => None,
             Value::Object(o) if o.range_items().is_some() => {
                 items = o.range_items().unwrap_or_default();
+                None
             }
             other => {
                 return Err(self
                     .errorf(
                         Some(b.pipe.pos),
-                        &b.pipe.to_string(),
+                        &a.show(&b.pipe),
                         &format!("range can't iterate over {}", other.to_go_string()),
                     )
                     .into());
             }
-        }
-        if items.is_empty() {
+        };
+        let empty = match &list {
+            Some(l) => l.is_empty(),
+            None => items.is_empty(),
+        };
+        if empty {
             let r = match &b.else_list {
-                Some(e) => self.walk_list(dot, e),
+                Some(e) => self.walk_list(a, dot, a.nodes(*e)),
                 None => Ok(()),
             };
             self.vars.truncate(mark);
             return r;
         }
-        for (k, v) in items {
+        let one = |ex: &mut Self, k: Value, v: Value| -> Result<bool, Flow> {
             if ndecl >= 1 {
-                let n = self.vars.len();
-                if ndecl == 1 {
-                    self.vars[n - 1].1 = v.clone();
-                } else {
-                    self.vars[n - 1].1 = v.clone();
-                    self.vars[n - 2].1 = k;
+                let n = ex.vars.len();
+                ex.vars[n - 1].1 = v.clone();
+                if ndecl > 1 {
+                    ex.vars[n - 2].1 = k;
                 }
             }
-            let r = self.walk_list(&v, &b.list);
-            self.vars.truncate(after_decl);
+            let r = ex.walk_list(a, &v, a.nodes(b.list));
+            ex.vars.truncate(after_decl);
             match r {
-                Ok(()) | Err(Flow::Continue) => {}
-                Err(Flow::Break) => break,
-                Err(e) => {
-                    self.vars.truncate(mark);
-                    return Err(e);
-                }
+                Ok(()) | Err(Flow::Continue) => Ok(false),
+                Err(Flow::Break) => Ok(true),
+                Err(e) => Err(e),
             }
-        }
+        };
+        let res = match list {
+            Some(l) => {
+                let mut res = Ok(());
+                for (i, v) in l.iter().enumerate() {
+                    match one(self, Value::Int(i as i64), v.clone()) {
+                        Ok(false) => {}
+                        Ok(true) => break,
+                        Err(e) => {
+                            res = Err(e);
+                            break;
+                        }
+                    }
+                }
+                res
+            }
+            None => {
+                let mut res = Ok(());
+                for (k, v) in items {
+                    match one(self, k, v) {
+                        Ok(false) => {}
+                        Ok(true) => break,
+                        Err(e) => {
+                            res = Err(e);
+                            break;
+                        }
+                    }
+                }
+                res
+            }
+        };
         self.vars.truncate(mark);
-        Ok(())
+        res
     }
 
     fn print(&mut self, v: &Value) {
         match v {
             Value::Nil => self.out.push_str("<no value>"),
             Value::Str(s) => self.out.push_str(s),
-            other => {
-                let s = other.to_go_string();
-                self.out.push_str(&s);
-            }
+            other => other.write_go(&mut self.out, true),
         }
     }
 
-    fn eval_pipeline(&mut self, dot: &Value, pipe: &Pipe) -> Result<Value, ExecError> {
+    fn eval_pipeline(&mut self, a: &Arena, dot: &Value, pipe: &Pipe) -> Result<Value, ExecError> {
         let mut value: Option<Value> = None;
-        for cmd in &pipe.cmds {
-            value = Some(self.eval_command(dot, cmd, value)?);
+        for cmd in a.cmds(pipe.cmds) {
+            value = Some(self.eval_command(a, dot, cmd, value)?);
         }
         let value = value.unwrap_or_default();
-        for var in &pipe.decl {
+        for var in a.names(pipe.decl) {
             if pipe.is_assign {
-                match self.vars.iter_mut().rev().find(|(n, _)| n == var) {
+                let base = self.var_base;
+                match self.vars[base..].iter_mut().rev().find(|(n, _)| n == var) {
                     Some(slot) => slot.1 = value.clone(),
                     None => {
                         return Err(self.errorf(
                             Some(pipe.pos),
-                            &pipe.to_string(),
+                            &a.show(pipe),
                             &format!("undefined variable: {var}"),
                         ));
                     }
@@ -383,32 +520,35 @@ impl<'a> Exec<'a> {
 
     fn eval_command(
         &mut self,
+        a: &Arena,
         dot: &Value,
         cmd: &Command,
         fin: Option<Value>,
     ) -> Result<Value, ExecError> {
-        let first = &cmd.args[0];
+        let args = a.args(cmd.args);
+        let (first, rest) = args
+            .split_first()
+            .expect("the parser never builds a command without operands");
+        let ctx = Ctx::Cmd(a, cmd);
         match first {
             Arg::Field(pos, idents) => {
-                let ctx = cmd.to_string();
-                self.eval_field_chain(dot, dot.clone(), *pos, idents, &cmd.args[1..], fin, &ctx)
+                self.eval_field_chain(a, dot, dot.clone(), *pos, *idents, rest, fin, ctx)
             }
             Arg::Chain(pos, node, idents) => {
-                let base = self.eval_arg(dot, node)?;
+                let base = self.eval_arg(a, dot, a.arg(*node))?;
                 if base.is_nil() {
                     // Go: a field of an invalid (nil) pipeline result is the zero value.
                     return Ok(Value::Nil);
                 }
-                let ctx = cmd.to_string();
-                self.eval_field_chain(dot, base, *pos, idents, &cmd.args[1..], fin, &ctx)
+                self.eval_field_chain(a, dot, base, *pos, *idents, rest, fin, ctx)
             }
             Arg::Variable(pos, name, idents) => {
                 let v = self.var(name, *pos)?;
                 if idents.is_empty() {
-                    if cmd.args.len() > 1 || fin.is_some() {
+                    if !rest.is_empty() || fin.is_some() {
                         return Err(self.errorf(
                             Some(*pos),
-                            &cmd.to_string(),
+                            &ctx,
                             &format!("can't give argument to non-function {name}"),
                         ));
                     }
@@ -417,41 +557,47 @@ impl<'a> Exec<'a> {
                 if v.is_nil() {
                     return Ok(Value::Nil);
                 }
-                let ctx = cmd.to_string();
-                self.eval_field_chain(dot, v, *pos, idents, &cmd.args[1..], fin, &ctx)
+                self.eval_field_chain(a, dot, v, *pos, *idents, rest, fin, ctx)
             }
-            Arg::Ident(pos, name) => self.eval_function(dot, *pos, name, cmd, fin),
+            Arg::Ident(pos, name) => {
+                self.eval_function(a, dot, *pos, name, cmd.pos, rest, ctx, fin)
+            }
             Arg::Pipe(_, p) => {
-                if cmd.args.len() > 1 || fin.is_some() {
+                if !rest.is_empty() || fin.is_some() {
                     return Err(self.errorf(
                         Some(cmd.pos),
-                        &cmd.to_string(),
-                        &format!("can't give argument to non-function {first}"),
+                        &ctx,
+                        &format!("can't give argument to non-function {}", a.show(first)),
                     ));
                 }
-                self.eval_pipeline(dot, p)
+                self.eval_pipeline(a, dot, a.pipe(*p))
             }
             other => {
-                if cmd.args.len() > 1 || fin.is_some() {
+                if !rest.is_empty() || fin.is_some() {
                     return Err(self.errorf(
                         Some(other.pos()),
-                        &cmd.to_string(),
-                        &format!("can't give argument to non-function {other}"),
+                        &ctx,
+                        &format!("can't give argument to non-function {}", a.show(other)),
                     ));
                 }
-                self.eval_arg(dot, other)
+                self.eval_arg(a, dot, other)
             }
         }
     }
 
     fn var(&self, name: &str, pos: usize) -> Result<Value, ExecError> {
-        match self.vars.iter().rev().find(|(n, _)| n == name) {
+        match self.vars[self.var_base..]
+            .iter()
+            .rev()
+            .find(|(n, _)| &**n == name)
+        {
             Some((_, v)) => Ok(v.clone()),
-            None => Err(self.errorf(Some(pos), name, &format!("undefined variable: {name}"))),
+            None => Err(self.errorf(Some(pos), &name, &format!("undefined variable: {name}"))),
         }
     }
 
-    fn eval_arg(&mut self, dot: &Value, arg: &Arg) -> Result<Value, ExecError> {
+    fn eval_arg(&mut self, a: &Arena, dot: &Value, arg: &Arg) -> Result<Value, ExecError> {
+        let ctx = Ctx::Arg(a, arg);
         Ok(match arg {
             Arg::Dot(_) => dot.clone(),
             Arg::Nil(_) => Value::Nil,
@@ -460,33 +606,26 @@ impl<'a> Exec<'a> {
             Arg::Number(_, Number::Float(f)) => Value::Float(*f),
             Arg::Str(_, s, _) => Value::Str(s.clone()),
             Arg::Field(pos, idents) => {
-                let ctx = arg.to_string();
-                self.eval_field_chain(dot, dot.clone(), *pos, idents, &[], None, &ctx)?
+                self.eval_field_chain(a, dot, dot.clone(), *pos, *idents, &[], None, ctx)?
             }
             Arg::Variable(pos, name, idents) => {
                 let v = self.var(name, *pos)?;
                 if idents.is_empty() || v.is_nil() {
                     v
                 } else {
-                    let ctx = arg.to_string();
-                    self.eval_field_chain(dot, v, *pos, idents, &[], None, &ctx)?
+                    self.eval_field_chain(a, dot, v, *pos, *idents, &[], None, ctx)?
                 }
             }
-            Arg::Pipe(_, p) => self.eval_pipeline(dot, p)?,
+            Arg::Pipe(_, p) => self.eval_pipeline(a, dot, a.pipe(*p))?,
             Arg::Chain(pos, node, idents) => {
-                let base = self.eval_arg(dot, node)?;
+                let base = self.eval_arg(a, dot, a.arg(*node))?;
                 if base.is_nil() {
                     return Ok(Value::Nil);
                 }
-                let ctx = arg.to_string();
-                self.eval_field_chain(dot, base, *pos, idents, &[], None, &ctx)?
+                self.eval_field_chain(a, dot, base, *pos, *idents, &[], None, ctx)?
             }
             Arg::Ident(pos, name) => {
-                let cmd = Command {
-                    pos: *pos,
-                    args: vec![arg.clone()],
-                };
-                self.eval_function(dot, *pos, name, &cmd, None)?
+                self.eval_function(a, dot, *pos, name, *pos, &[], ctx, None)?
             }
         })
     }
@@ -494,36 +633,35 @@ impl<'a> Exec<'a> {
     #[allow(clippy::too_many_arguments)]
     fn eval_field_chain(
         &mut self,
+        a: &Arena,
         dot: &Value,
         mut receiver: Value,
         pos: usize,
-        idents: &[String],
+        idents: List,
         args: &[Arg],
         fin: Option<Value>,
-        ctx: &str,
+        ctx: Ctx<'_>,
     ) -> Result<Value, ExecError> {
-        let n = idents.len();
-        for (i, ident) in idents.iter().enumerate() {
-            let last = i + 1 == n;
-            receiver = if last {
-                self.eval_field(dot, &receiver, pos, ident, args, fin.clone(), ctx)?
-            } else {
-                self.eval_field(dot, &receiver, pos, ident, &[], None, ctx)?
-            };
+        let Some((last, init)) = a.names(idents).split_last() else {
+            return Ok(receiver);
+        };
+        for ident in init {
+            receiver = self.eval_field(a, dot, &receiver, pos, ident, &[], None, ctx)?;
         }
-        Ok(receiver)
+        self.eval_field(a, dot, &receiver, pos, last, args, fin, ctx)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn eval_field(
         &mut self,
+        a: &Arena,
         dot: &Value,
         receiver: &Value,
         pos: usize,
         name: &str,
         args: &[Arg],
         fin: Option<Value>,
-        ctx: &str,
+        ctx: Ctx<'_>,
     ) -> Result<Value, ExecError> {
         let has_args = !args.is_empty() || fin.is_some();
         match receiver {
@@ -531,7 +669,7 @@ impl<'a> Exec<'a> {
                 if has_args {
                     return Err(self.errorf(
                         Some(pos),
-                        ctx,
+                        &ctx,
                         &format!("{name} is not a method but has arguments"),
                     ));
                 }
@@ -539,22 +677,22 @@ impl<'a> Exec<'a> {
             }
             Value::Object(o) => {
                 let mut argv = Vec::new();
-                for a in args {
-                    argv.push(self.eval_arg(dot, a)?);
+                for arg in args {
+                    argv.push(self.eval_arg(a, dot, arg)?);
                 }
                 if let Some(f) = fin {
                     argv.push(f);
                 }
                 if let Some(r) = o.call(name, &argv) {
                     return r.map_err(|e| {
-                        self.errorf(Some(pos), ctx, &format!("error calling {name}: {e}"))
+                        self.errorf(Some(pos), &ctx, &format!("error calling {name}: {e}"))
                     });
                 }
                 if let Some(v) = o.field(name) {
                     if !argv.is_empty() {
                         return Err(self.errorf(
                             Some(pos),
-                            ctx,
+                            &ctx,
                             &format!("{name} has arguments but cannot be invoked as function"),
                         ));
                     }
@@ -562,45 +700,50 @@ impl<'a> Exec<'a> {
                 }
                 Err(self.errorf(
                     Some(pos),
-                    ctx,
+                    &ctx,
                     &format!("can't evaluate field {name} in type {}", o.type_name()),
                 ))
             }
             Value::Nil => Err(self.errorf(
                 Some(pos),
-                ctx,
+                &ctx,
                 &format!("nil pointer evaluating interface {{}}.{name}"),
             )),
             other => Err(self.errorf(
                 Some(pos),
-                ctx,
+                &ctx,
                 &format!("can't evaluate field {name} in type {}", other.type_name()),
             )),
         }
     }
 
+    /// Calls function `name` (at `pos`) with the operands `args` and the piped value `fin`;
+    /// `cmd_pos` and `ctx` locate the command for error messages.
+    #[allow(clippy::too_many_arguments)]
     fn eval_function(
         &mut self,
+        a: &Arena,
         dot: &Value,
         pos: usize,
         name: &str,
-        cmd: &Command,
+        cmd_pos: usize,
+        args: &[Arg],
+        ctx: Ctx<'_>,
         fin: Option<Value>,
     ) -> Result<Value, ExecError> {
-        let args = &cmd.args[1..];
         // Short-circuit boolean operators return operands.
         if name == "and" || name == "or" {
             let total = args.len() + usize::from(fin.is_some());
             if total == 0 {
                 return Err(self.errorf(
                     Some(pos),
-                    &cmd.to_string(),
+                    &ctx,
                     &format!("wrong number of args for {name}: want at least 1 got 0"),
                 ));
             }
             let mut last = Value::Nil;
-            for a in args {
-                last = self.eval_arg(dot, a)?;
+            for arg in args {
+                last = self.eval_arg(a, dot, arg)?;
                 if (name == "and") != last.truthy() {
                     return Ok(last);
                 }
@@ -613,25 +756,33 @@ impl<'a> Exec<'a> {
         let Some(f) = self.funcs.get(name).copied() else {
             return Err(self.errorf(
                 Some(pos),
-                name,
+                &name,
                 &format!("{name:?} is not a defined function"),
             ));
         };
-        let mut argv = Vec::with_capacity(args.len() + 1);
-        for a in args {
-            argv.push(self.eval_arg(dot, a)?);
+        let mut argv = self.arg_pool.pop().unwrap_or_default();
+        for arg in args {
+            match self.eval_arg(a, dot, arg) {
+                Ok(v) => argv.push(v),
+                Err(e) => {
+                    argv.clear();
+                    self.arg_pool.push(argv);
+                    return Err(e);
+                }
+            }
         }
         if let Some(v) = fin {
             argv.push(v);
         }
-        match f(self, &argv) {
+        let r = f(self, &argv);
+        argv.clear();
+        self.arg_pool.push(argv);
+        match r {
             Ok(v) => Ok(v),
             Err(FuncError::Limit(e)) => Err(e),
-            Err(FuncError::Msg(m)) => Err(self.errorf(
-                Some(cmd.pos),
-                &cmd.to_string(),
-                &format!("error calling {name}: {m}"),
-            )),
+            Err(FuncError::Msg(m)) => {
+                Err(self.errorf(Some(cmd_pos), &ctx, &format!("error calling {name}: {m}")))
+            }
         }
     }
 
@@ -650,7 +801,11 @@ impl<'a> Exec<'a> {
         let r = self.execute_tree(parsed.body, data);
         self.overlays.pop();
         match r {
-            Ok(s) => Ok(s.replace("<no value>", "")),
+            Ok(s) => Ok(if s.contains("<no value>") {
+                s.replace("<no value>", "")
+            } else {
+                s
+            }),
             Err(ExecError::Exec(m)) => Err(FuncError::Msg(format!(
                 "error during tpl function execution for {text:?}: {m}"
             ))),

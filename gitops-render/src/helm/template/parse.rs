@@ -1,8 +1,15 @@
 //! Lexer and parser for Go's `text/template` language, with Go's positions and messages.
+//!
+//! One file parses into one [`Arena`]: its nodes, commands, operands and field names live in
+//! a few flat vectors and refer to each other by index ranges, text nodes are spans of the
+//! source, and identifiers and string literals are interned per file. Building a tree costs a
+//! handful of allocations and dropping it a handful of frees.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
+
+use super::exec::FastHash;
 
 /// A parse error, formatted like Go's: `template: NAME:LINE: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +28,72 @@ impl fmt::Display for ParseError {
     }
 }
 
+/// A range of one of the arena's vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct List {
+    /// First index.
+    pub start: u32,
+    /// Number of elements.
+    pub len: u32,
+}
+
+impl List {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+    /// Whether the range is empty.
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Everything parsed from one source text.
+#[derive(Debug, Default)]
+pub struct Arena {
+    /// The source text (text nodes are spans of it).
+    pub src: Rc<str>,
+    nodes: Vec<Node>,
+    pipes: Vec<Pipe>,
+    cmds: Vec<Command>,
+    args: Vec<Arg>,
+    names: Vec<Rc<str>>,
+}
+
+impl Arena {
+    /// The nodes of a list.
+    pub fn nodes(&self, l: List) -> &[Node] {
+        &self.nodes[l.range()]
+    }
+    /// The commands of a pipeline.
+    pub fn cmds(&self, l: List) -> &[Command] {
+        &self.cmds[l.range()]
+    }
+    /// The operands of a command.
+    pub fn args(&self, l: List) -> &[Arg] {
+        &self.args[l.range()]
+    }
+    /// Field or variable names.
+    pub fn names(&self, l: List) -> &[Rc<str>] {
+        &self.names[l.range()]
+    }
+    /// A parenthesized pipeline.
+    pub fn pipe(&self, i: u32) -> &Pipe {
+        &self.pipes[i as usize]
+    }
+    /// The term of a chain.
+    pub fn arg(&self, i: u32) -> &Arg {
+        &self.args[i as usize]
+    }
+    /// The text of a text node.
+    pub fn text(&self, start: u32, end: u32) -> &str {
+        &self.src[start as usize..end as usize]
+    }
+    /// Something of this arena, printable as template source.
+    pub fn show<'a, T: ?Sized>(&'a self, item: &'a T) -> Show<'a, T> {
+        Show(self, item)
+    }
+}
+
 /// A parsed template body and the source it came from (for error positions).
 #[derive(Debug)]
 pub struct Tree {
@@ -30,8 +103,10 @@ pub struct Tree {
     pub parse_name: String,
     /// The source text of that file.
     pub src: Rc<str>,
-    /// The body (shared by the trees of identical files).
-    pub root: Rc<[Node]>,
+    /// The file's nodes (shared by every tree of the file and by identical files).
+    pub arena: Rc<Arena>,
+    /// The body.
+    pub root: List,
 }
 
 impl Tree {
@@ -51,8 +126,8 @@ impl Tree {
 /// A node of a template body.
 #[derive(Debug, Clone)]
 pub enum Node {
-    /// Literal text.
-    Text(Rc<str>),
+    /// Literal text: the byte range `start..end` of the source.
+    Text(u32, u32),
     /// `{{ pipeline }}`.
     Action(Pipe),
     /// `{{ if }}`.
@@ -66,7 +141,7 @@ pub enum Node {
         /// Position.
         pos: usize,
         /// Name of the template.
-        name: String,
+        name: Rc<str>,
         /// The data, if any.
         pipe: Option<Pipe>,
     },
@@ -84,9 +159,9 @@ pub struct Branch {
     /// The condition.
     pub pipe: Pipe,
     /// The body.
-    pub list: Vec<Node>,
+    pub list: List,
     /// The else body.
-    pub else_list: Option<Vec<Node>>,
+    pub else_list: Option<List>,
 }
 
 /// A pipeline with optional variable declarations.
@@ -94,12 +169,12 @@ pub struct Branch {
 pub struct Pipe {
     /// Position.
     pub pos: usize,
-    /// `$x :=` or `$x =` variables.
-    pub decl: Vec<String>,
+    /// `$x :=` or `$x =` variables (names).
+    pub decl: List,
     /// Whether `=` (assignment) rather than `:=`.
     pub is_assign: bool,
     /// The commands.
-    pub cmds: Vec<Command>,
+    pub cmds: List,
 }
 
 /// One command of a pipeline.
@@ -108,7 +183,7 @@ pub struct Command {
     /// Position.
     pub pos: usize,
     /// The operands; the first may be a function.
-    pub args: Vec<Arg>,
+    pub args: List,
 }
 
 /// An operand.
@@ -122,18 +197,18 @@ pub enum Arg {
     Bool(usize, bool),
     /// A number literal.
     Number(usize, Number),
-    /// A string literal.
-    Str(usize, Rc<str>, String),
-    /// `.A.B`
-    Field(usize, Vec<String>),
+    /// A string literal: its value and, when it is not `"value"` verbatim, its source text.
+    Str(usize, Rc<str>, Option<Rc<str>>),
+    /// `.A.B` (names).
+    Field(usize, List),
     /// `$x.A.B`
-    Variable(usize, String, Vec<String>),
+    Variable(usize, Rc<str>, List),
     /// A function name.
-    Ident(usize, String),
-    /// `(pipeline)`
-    Pipe(usize, Box<Pipe>),
-    /// `(pipeline).A.B` or similar.
-    Chain(usize, Box<Arg>, Vec<String>),
+    Ident(usize, Rc<str>),
+    /// `(pipeline)` (an index of the arena's pipelines).
+    Pipe(usize, u32),
+    /// `(pipeline).A.B` or similar: the term (an index of the arena's operands) and names.
+    Chain(usize, u32, List),
 }
 
 /// A number literal with Go's classification.
@@ -163,73 +238,75 @@ impl Arg {
     }
 }
 
-impl fmt::Display for Arg {
+/// An operand, command or pipeline printed as template source (Go's `String()`), for messages.
+pub struct Show<'a, T: ?Sized>(&'a Arena, &'a T);
+
+impl fmt::Display for Show<'_, Arg> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        let a = self.0;
+        let names = |f: &mut fmt::Formatter<'_>, l: List| {
+            for i in a.names(l) {
+                write!(f, ".{i}")?;
+            }
+            Ok(())
+        };
+        match self.1 {
             Arg::Dot(_) => f.write_str("."),
             Arg::Nil(_) => f.write_str("nil"),
             Arg::Bool(_, b) => write!(f, "{b}"),
-            Arg::Number(_, _) | Arg::Str(_, _, _) => match self {
-                Arg::Str(_, _, raw) => f.write_str(raw),
-                Arg::Number(_, Number::Int(i)) => write!(f, "{i}"),
-                Arg::Number(_, Number::Float(x)) => {
-                    f.write_str(&crate::helm::value::format_float_g(*x))
-                }
-                _ => Ok(()),
-            },
-            Arg::Field(_, idents) => {
-                for i in idents {
-                    write!(f, ".{i}")?;
-                }
-                Ok(())
+            Arg::Str(_, _, Some(raw)) => f.write_str(raw),
+            Arg::Str(_, v, None) => write!(f, "\"{v}\""),
+            Arg::Number(_, Number::Int(i)) => write!(f, "{i}"),
+            Arg::Number(_, Number::Float(x)) => {
+                f.write_str(&crate::helm::value::format_float_g(*x))
             }
+            Arg::Field(_, idents) => names(f, *idents),
             Arg::Variable(_, name, idents) => {
                 f.write_str(name)?;
-                for i in idents {
-                    write!(f, ".{i}")?;
-                }
-                Ok(())
+                names(f, *idents)
             }
             Arg::Ident(_, name) => f.write_str(name),
-            Arg::Pipe(_, p) => write!(f, "({p})"),
+            Arg::Pipe(_, p) => write!(f, "({})", a.show(a.pipe(*p))),
             Arg::Chain(_, node, idents) => {
-                if let Arg::Pipe(_, p) = &**node {
-                    write!(f, "({p})")?;
-                } else {
-                    write!(f, "{node}")?;
+                match a.arg(*node) {
+                    Arg::Pipe(_, p) => write!(f, "({})", a.show(a.pipe(*p)))?,
+                    other => write!(f, "{}", a.show(other))?,
                 }
-                for i in idents {
-                    write!(f, ".{i}")?;
-                }
-                Ok(())
+                names(f, *idents)
             }
         }
     }
 }
 
-impl fmt::Display for Command {
+impl fmt::Display for Show<'_, Command> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, a) in self.args.iter().enumerate() {
+        for (i, arg) in self.0.args(self.1.args).iter().enumerate() {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            write!(f, "{a}")?;
+            write!(f, "{}", self.0.show(arg))?;
         }
         Ok(())
     }
 }
 
-impl fmt::Display for Pipe {
+impl fmt::Display for Show<'_, Pipe> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.decl.is_empty() {
-            f.write_str(&self.decl.join(", "))?;
-            f.write_str(if self.is_assign { " = " } else { " := " })?;
+        let (a, p) = (self.0, self.1);
+        if !p.decl.is_empty() {
+            for (i, d) in a.names(p.decl).iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(d)?;
+            }
+            f.write_str(if p.is_assign { " = " } else { " := " })?;
         }
-        for (i, c) in self.cmds.iter().enumerate() {
+        for (i, c) in a.cmds(p.cmds).iter().enumerate() {
             if i > 0 {
                 f.write_str(" | ")?;
             }
-            write!(f, "{c}")?;
+            write!(f, "{}", a.show(c))?;
         }
         Ok(())
     }
@@ -238,19 +315,25 @@ impl fmt::Display for Pipe {
 // ---------------------------------------------------------------------------------------------
 // Lexer
 
-#[derive(Debug, Clone, PartialEq)]
+/// A token kind; its text is the item's span of the source.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Tok {
-    Text(Rc<str>),
+    /// Text outside actions (`pos..end`, trimmed when `{{-` follows).
+    Text,
     LeftDelim,
     RightDelim,
     Space,
-    Ident(Rc<str>),
-    Keyword(Rc<str>),
-    Field(Rc<str>),
-    Variable(Rc<str>),
-    Str(Rc<str>, Rc<str>),
-    Char(i64, Rc<str>),
-    Number(Rc<str>),
+    Ident,
+    Keyword,
+    /// `.name`: the span includes the dot.
+    Field,
+    /// `$name`: the span includes the `$`.
+    Variable,
+    /// A quoted string (the span is the raw text with its quotes).
+    Str,
+    /// A character constant and its value (the span is the raw text).
+    Char(i64),
+    Number,
     Bool(bool),
     Nil,
     Dot,
@@ -263,32 +346,32 @@ enum Tok {
     Eof,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Item {
     tok: Tok,
     pos: usize,
-    line: usize,
+    end: usize,
 }
 
 const KEYWORDS: &[&str] = &[
     "block", "break", "continue", "define", "else", "end", "if", "range", "template", "with",
 ];
 
+/// The 1-based line of a byte offset.
+fn line_of(src: &str, p: usize) -> usize {
+    1 + src.as_bytes()[..p.min(src.len())]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+}
+
 fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
     let b = src.as_bytes();
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(src.len() / 8 + 4);
     let mut pos = 0;
-    // Line numbers by binary search over the newline offsets (lexing stays linear).
-    let newlines: Vec<usize> = src
-        .bytes()
-        .enumerate()
-        .filter(|(_, c)| *c == b'\n')
-        .map(|(i, _)| i)
-        .collect();
-    let line_at = |p: usize| 1 + newlines.partition_point(|&nl| nl < p.min(src.len()));
     let err = |p: usize, msg: String| ParseError {
         name: name.to_string(),
-        line: line_at(p),
+        line: line_of(src, p),
         message: msg,
     };
     let is_space = |c: u8| c == b' ' || c == b'\t' || c == b'\r' || c == b'\n';
@@ -297,9 +380,9 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
         let next = src[pos..].find("{{").map(|i| pos + i);
         let Some(ld) = next else {
             items.push(Item {
-                tok: Tok::Text(Rc::from(&src[pos..])),
+                tok: Tok::Text,
                 pos,
-                line: line_at(pos),
+                end: src.len(),
             });
             break;
         };
@@ -312,9 +395,9 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
         }
         if text_end > pos {
             items.push(Item {
-                tok: Tok::Text(Rc::from(&src[pos..text_end])),
+                tok: Tok::Text,
                 pos,
-                line: line_at(pos),
+                end: text_end,
             });
         }
         let mut p = ld + 2;
@@ -350,7 +433,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
         items.push(Item {
             tok: Tok::LeftDelim,
             pos: ld,
-            line: line_at(ld),
+            end: ld + 2,
         });
         // Inside the action.
         let mut paren_depth = 0i32;
@@ -358,7 +441,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
             if p >= b.len() {
                 return Err(err(
                     b.len(),
-                    format!("unclosed action started at {name}:{}", line_at(ld)),
+                    format!("unclosed action started at {name}:{}", line_of(src, ld)),
                 ));
             }
             let c = b[p];
@@ -374,7 +457,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     items.push(Item {
                         tok: Tok::RightDelim,
                         pos: rd,
-                        line: line_at(rd),
+                        end: p,
                     });
                     while p < b.len() && is_space(b[p]) {
                         p += 1;
@@ -384,7 +467,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                 items.push(Item {
                     tok: Tok::Space,
                     pos: s,
-                    line: line_at(s),
+                    end: p,
                 });
                 continue;
             }
@@ -395,60 +478,62 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                 items.push(Item {
                     tok: Tok::RightDelim,
                     pos: p,
-                    line: line_at(p),
+                    end: p + 2,
                 });
                 p += 2;
                 break;
             }
             let start = p;
-            let push = |items: &mut Vec<Item>, tok: Tok| {
+            let push = |items: &mut Vec<Item>, tok: Tok, end: usize| {
                 items.push(Item {
                     tok,
                     pos: start,
-                    line: line_at(start),
+                    end,
                 })
             };
             match c {
                 b'|' => {
-                    push(&mut items, Tok::Pipe);
                     p += 1;
+                    push(&mut items, Tok::Pipe, p);
                 }
                 b'(' => {
                     paren_depth += 1;
-                    push(&mut items, Tok::LeftParen);
                     p += 1;
+                    push(&mut items, Tok::LeftParen, p);
                 }
                 b')' => {
                     paren_depth -= 1;
                     if paren_depth < 0 {
                         return Err(err(p, format!("unexpected right paren {:?}", ")")));
                     }
-                    push(&mut items, Tok::RightParen);
                     p += 1;
+                    push(&mut items, Tok::RightParen, p);
                 }
                 b',' => {
-                    push(&mut items, Tok::Comma);
                     p += 1;
+                    push(&mut items, Tok::Comma, p);
                 }
                 b':' => {
                     if b.get(p + 1) == Some(&b'=') {
-                        push(&mut items, Tok::Declare);
                         p += 2;
+                        push(&mut items, Tok::Declare, p);
                     } else {
                         return Err(err(p, "expected :=".into()));
                     }
                 }
                 b'=' => {
-                    push(&mut items, Tok::Assign);
                     p += 1;
+                    push(&mut items, Tok::Assign, p);
                 }
                 b'"' => {
                     let mut q = p + 1;
+                    let mut escaped = false;
                     loop {
                         if q >= b.len() || b[q] == b'\n' {
                             return Err(err(p, "unterminated quoted string".into()));
                         }
                         if b[q] == b'\\' {
+                            escaped = true;
                             q += 2;
                             continue;
                         }
@@ -458,20 +543,17 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                         q += 1;
                     }
                     let raw = &src[p..=q];
-                    let val =
-                        unquote(raw).ok_or_else(|| err(p, format!("invalid syntax: {raw}")))?;
-                    push(&mut items, Tok::Str(Rc::from(val), Rc::from(raw)));
+                    if escaped && unquote(raw).is_none() {
+                        return Err(err(p, format!("invalid syntax: {raw}")));
+                    }
+                    push(&mut items, Tok::Str, q + 1);
                     p = q + 1;
                 }
                 b'`' => {
                     let Some(end) = src[p + 1..].find('`') else {
                         return Err(err(p, "unterminated raw quoted string".into()));
                     };
-                    let raw = &src[p..p + 1 + end + 1];
-                    push(
-                        &mut items,
-                        Tok::Str(Rc::from(&src[p + 1..p + 1 + end]), Rc::from(raw)),
-                    );
+                    push(&mut items, Tok::Str, p + end + 2);
                     p = p + end + 2;
                 }
                 b'\'' => {
@@ -490,7 +572,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     let v = unquote(&inner)
                         .and_then(|s| s.chars().next())
                         .ok_or_else(|| err(p, format!("malformed character constant: {raw}")))?;
-                    push(&mut items, Tok::Char(v as i64, Rc::from(raw)));
+                    push(&mut items, Tok::Char(v as i64), q + 1);
                     p = q + 1;
                 }
                 b'$' => {
@@ -500,13 +582,13 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     {
                         q += 1;
                     }
-                    push(&mut items, Tok::Variable(Rc::from(&src[p..q])));
+                    push(&mut items, Tok::Variable, q);
                     p = q;
                 }
                 b'.' => {
                     if b.get(p + 1).is_some_and(|c| c.is_ascii_digit()) {
                         let q = scan_number(b, p);
-                        push(&mut items, Tok::Number(Rc::from(&src[p..q])));
+                        push(&mut items, Tok::Number, q);
                         p = q;
                     } else {
                         let mut q = p + 1;
@@ -516,9 +598,9 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                             q += 1;
                         }
                         if q == p + 1 {
-                            push(&mut items, Tok::Dot);
+                            push(&mut items, Tok::Dot, q);
                         } else {
-                            push(&mut items, Tok::Field(Rc::from(&src[p + 1..q])));
+                            push(&mut items, Tok::Field, q);
                         }
                         p = q;
                     }
@@ -532,7 +614,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                     if q < b.len() && (b[q].is_ascii_alphabetic() || b[q] == b'_') {
                         return Err(err(p, format!("bad number syntax: {:?}", &src[p..=q])));
                     }
-                    push(&mut items, Tok::Number(Rc::from(&src[p..q])));
+                    push(&mut items, Tok::Number, q);
                     p = q;
                 }
                 c if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
@@ -547,10 +629,10 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
                         "true" => Tok::Bool(true),
                         "false" => Tok::Bool(false),
                         "nil" => Tok::Nil,
-                        w if KEYWORDS.contains(&w) => Tok::Keyword(Rc::from(w)),
-                        w => Tok::Ident(Rc::from(w)),
+                        w if KEYWORDS.contains(&w) => Tok::Keyword,
+                        _ => Tok::Ident,
                     };
-                    push(&mut items, tok);
+                    push(&mut items, tok, q);
                     p = q;
                 }
                 other => {
@@ -564,7 +646,7 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
     items.push(Item {
         tok: Tok::Eof,
         pos: src.len(),
-        line: line_at(src.len()),
+        end: src.len(),
     });
     Ok(items)
 }
@@ -728,7 +810,8 @@ impl Parsed {
                 },
                 parse_name: name.to_string(),
                 src: t.src.clone(),
-                root: t.root.clone(),
+                arena: t.arena.clone(),
+                root: t.root,
             })
         };
         Parsed {
@@ -741,89 +824,192 @@ impl Parsed {
 
 struct Parser<'a> {
     name: &'a str,
-    src: Rc<str>,
+    src: &'a str,
     items: Vec<Item>,
     i: usize,
-    defines: Vec<Rc<Tree>>,
-    vars: Vec<Vec<String>>,
+    /// `define`d and `block` templates: name and body.
+    defines: Vec<(Rc<str>, List)>,
+    arena: Arena,
+    /// Nodes, commands and operands of the lists being built (innermost on top).
+    scratch_nodes: Vec<Node>,
+    scratch_cmds: Vec<Command>,
+    scratch_args: Vec<Arg>,
+    /// Declared variables; a control structure's scope is the tail it adds.
+    vars: Vec<&'a str>,
     funcs: &'a dyn Fn(&str) -> bool,
     range_depth: usize,
+    /// Identifiers and string literals of this file, one allocation per distinct text.
+    interned: HashMap<&'a str, Rc<str>, FastHash>,
 }
 
 /// Parses template text named `name`; `funcs` says whether a function exists.
 pub fn parse(name: &str, src: &str, funcs: &dyn Fn(&str) -> bool) -> Result<Parsed, ParseError> {
-    let items = lex(name, src)?;
-    let src: Rc<str> = Rc::from(src);
+    parse_shared(name, Rc::from(src), funcs)
+}
+
+/// [`parse`] of text already shared (no copy of the source is made).
+pub fn parse_shared(
+    name: &str,
+    src: Rc<str>,
+    funcs: &dyn Fn(&str) -> bool,
+) -> Result<Parsed, ParseError> {
+    let text: &str = &src;
+    if u32::try_from(text.len()).is_err() {
+        return Err(ParseError {
+            name: name.to_string(),
+            line: 1,
+            message: "template text larger than 4 GiB".into(),
+        });
+    }
+    let items = lex(name, text)?;
     let mut p = Parser {
         name,
-        src: src.clone(),
+        src: text,
         items,
         i: 0,
         defines: Vec::new(),
-        vars: vec![vec!["$".to_string()]],
+        arena: Arena::default(),
+        scratch_nodes: Vec::new(),
+        scratch_cmds: Vec::new(),
+        scratch_args: Vec::new(),
+        vars: vec!["$"],
         funcs,
         range_depth: 0,
+        interned: HashMap::default(),
     };
     let (root, end) = p.item_list(true)?;
     if let Some(e) = end {
-        return Err(p.err_at(e.line, format!("unexpected {}", describe(&e.tok))));
+        return Err(p.err_at(e.pos, format!("unexpected {}", p.describe(&e))));
     }
-    let body_is_empty = root.iter().all(|n| match n {
-        Node::Text(t) => t.trim().is_empty(),
+    let body_is_empty = p.arena.nodes(root).iter().all(|n| match n {
+        Node::Text(s, e) => text[*s as usize..*e as usize].trim().is_empty(),
         _ => false,
     });
-    Ok(Parsed {
-        body: Rc::new(Tree {
-            name: name.to_string(),
+    let define_lists = std::mem::take(&mut p.defines);
+    let mut arena = std::mem::take(&mut p.arena);
+    drop(p);
+    arena.src = src.clone();
+    let arena = Rc::new(arena);
+    let tree = |tname: &str, root: List| {
+        Rc::new(Tree {
+            name: tname.to_string(),
             parse_name: name.to_string(),
-            src,
-            root: Rc::from(root),
-        }),
+            src: src.clone(),
+            arena: arena.clone(),
+            root,
+        })
+    };
+    let defines = define_lists.iter().map(|(n, l)| tree(n, *l)).collect();
+    Ok(Parsed {
+        body: tree(name, root),
         body_is_empty,
-        defines: p.defines,
+        defines,
     })
 }
 
-fn describe(t: &Tok) -> String {
-    match t {
-        Tok::Keyword(k) => format!("{{{{{k}}}}}"),
-        Tok::RightDelim => "\"}}\"".into(),
-        Tok::RightParen => "\")\"".into(),
-        Tok::Eof => "EOF".into(),
-        Tok::Ident(s) | Tok::Field(s) | Tok::Variable(s) | Tok::Number(s) => format!("{s:?}"),
-        Tok::Str(_, raw) | Tok::Char(_, raw) => raw.to_string(),
-        Tok::Pipe => "\"|\"".into(),
-        Tok::Comma => "\",\"".into(),
-        Tok::LeftParen => "\"(\"".into(),
-        Tok::Declare => "\":=\"".into(),
-        Tok::Assign => "\"=\"".into(),
-        Tok::Dot => "\".\"".into(),
-        Tok::Bool(b) => format!("{b:?}"),
-        Tok::Nil => "\"nil\"".into(),
-        _ => format!("{t:?}"),
-    }
-}
-
-/// How a list ended: `{{end}}`, `{{else ...}}`, or EOF.
-#[derive(Debug)]
-enum End {
-    End,
-    Else,
-}
-
 impl<'a> Parser<'a> {
-    fn err_at(&self, line: usize, message: String) -> ParseError {
+    /// An error at the line of byte offset `pos`.
+    fn err_at(&self, pos: usize, message: String) -> ParseError {
         ParseError {
             name: self.name.to_string(),
-            line,
+            line: line_of(self.src, pos),
             message,
         }
     }
-    fn peek(&self) -> &Item {
-        &self.items[self.i.min(self.items.len() - 1)]
+    /// The source text of an item.
+    fn text(&self, it: &Item) -> &'a str {
+        let src: &'a str = self.src;
+        &src[it.pos..it.end]
+    }
+    fn intern(&mut self, s: &'a str) -> Rc<str> {
+        self.interned
+            .entry(s)
+            .or_insert_with(|| Rc::from(s))
+            .clone()
+    }
+    /// The name of a field item (without its dot).
+    fn field_name(&mut self, it: &Item) -> Rc<str> {
+        let src: &'a str = self.src;
+        self.intern(&src[it.pos + 1..it.end])
+    }
+    /// The value of a string item and its raw text when that is not `"value"`.
+    fn str_value(&mut self, it: &Item) -> (Rc<str>, Option<Rc<str>>) {
+        let raw = self.text(it);
+        if let Some(inner) = raw.strip_prefix('`').and_then(|r| r.strip_suffix('`')) {
+            return (self.intern(inner), Some(Rc::from(raw)));
+        }
+        let inner = &raw[1..raw.len() - 1];
+        if !inner.contains('\\') {
+            return (self.intern(inner), None);
+        }
+        let v = unquote(raw).unwrap_or_default();
+        (Rc::from(v), Some(Rc::from(raw)))
+    }
+    fn flush_nodes(&mut self, base: usize) -> List {
+        let start = self.arena.nodes.len();
+        self.arena.nodes.extend(self.scratch_nodes.drain(base..));
+        List {
+            start: start as u32,
+            len: (self.arena.nodes.len() - start) as u32,
+        }
+    }
+    fn flush_cmds(&mut self, base: usize) -> List {
+        let start = self.arena.cmds.len();
+        self.arena.cmds.extend(self.scratch_cmds.drain(base..));
+        List {
+            start: start as u32,
+            len: (self.arena.cmds.len() - start) as u32,
+        }
+    }
+    fn flush_args(&mut self, base: usize) -> List {
+        let start = self.arena.args.len();
+        self.arena.args.extend(self.scratch_args.drain(base..));
+        List {
+            start: start as u32,
+            len: (self.arena.args.len() - start) as u32,
+        }
+    }
+    /// Interned names pushed as one list.
+    fn name_list(&mut self, names: &[&'a str]) -> List {
+        let start = self.arena.names.len();
+        for n in names {
+            let r = self.intern(n);
+            self.arena.names.push(r);
+        }
+        List {
+            start: start as u32,
+            len: names.len() as u32,
+        }
+    }
+    fn is_kw(&self, it: &Item, kw: &str) -> bool {
+        it.tok == Tok::Keyword && self.text(it) == kw
+    }
+    fn describe(&self, it: &Item) -> String {
+        let t = self.text(it);
+        match it.tok {
+            Tok::Keyword => format!("{{{{{t}}}}}"),
+            Tok::RightDelim => "\"}}\"".into(),
+            Tok::RightParen => "\")\"".into(),
+            Tok::Eof => "EOF".into(),
+            Tok::Field => format!("{:?}", &t[1..]),
+            Tok::Ident | Tok::Variable | Tok::Number => format!("{t:?}"),
+            Tok::Str | Tok::Char(_) => t.to_string(),
+            Tok::Pipe => "\"|\"".into(),
+            Tok::Comma => "\",\"".into(),
+            Tok::LeftParen => "\"(\"".into(),
+            Tok::Declare => "\":=\"".into(),
+            Tok::Assign => "\"=\"".into(),
+            Tok::Dot => "\".\"".into(),
+            Tok::Bool(b) => format!("{b:?}"),
+            Tok::Nil => "\"nil\"".into(),
+            other => format!("{other:?}"),
+        }
+    }
+    fn peek(&self) -> Item {
+        self.items[self.i.min(self.items.len() - 1)]
     }
     fn next(&mut self) -> Item {
-        let it = self.peek().clone();
+        let it = self.peek();
         if self.i < self.items.len() {
             self.i += 1;
         }
@@ -841,45 +1027,41 @@ impl<'a> Parser<'a> {
         while self.peek().tok == Tok::Space {
             self.i += 1;
         }
-        self.peek().clone()
+        self.peek()
     }
 
     /// Parses nodes until `{{end}}`/`{{else}}` (returned as the end item) or EOF.
-    fn item_list(&mut self, top: bool) -> Result<(Vec<Node>, Option<Item>), ParseError> {
-        let mut list = Vec::new();
+    fn item_list(&mut self, top: bool) -> Result<(List, Option<Item>), ParseError> {
+        let base = self.scratch_nodes.len();
         loop {
             let it = self.next();
             match it.tok {
                 Tok::Eof => {
                     if top {
-                        return Ok((list, None));
+                        return Ok((self.flush_nodes(base), None));
                     }
-                    return Err(self.err_at(it.line, "unexpected EOF".into()));
+                    return Err(self.err_at(it.pos, "unexpected EOF".into()));
                 }
-                Tok::Text(t) => list.push(Node::Text(t)),
+                Tok::Text => self
+                    .scratch_nodes
+                    .push(Node::Text(it.pos as u32, it.end as u32)),
                 Tok::LeftDelim => {
                     let kw = self.peek_non_space();
-                    if let Tok::Keyword(k) = &kw.tok {
-                        match &**k {
-                            "end" | "else" => {
-                                if top {
-                                    return Err(self.err_at(
-                                        kw.line,
-                                        format!("unexpected {}", describe(&kw.tok)),
-                                    ));
-                                }
-                                self.next_non_space();
-                                return Ok((list, Some(kw)));
-                            }
-                            _ => {}
+                    if kw.tok == Tok::Keyword && matches!(self.text(&kw), "end" | "else") {
+                        if top {
+                            return Err(
+                                self.err_at(kw.pos, format!("unexpected {}", self.describe(&kw)))
+                            );
                         }
+                        self.next_non_space();
+                        return Ok((self.flush_nodes(base), Some(kw)));
                     }
                     if let Some(n) = self.action()? {
-                        list.push(n);
+                        self.scratch_nodes.push(n);
                     }
                 }
-                other => {
-                    return Err(self.err_at(it.line, format!("unexpected {}", describe(&other))));
+                _ => {
+                    return Err(self.err_at(it.pos, format!("unexpected {}", self.describe(&it))));
                 }
             }
         }
@@ -889,8 +1071,8 @@ impl<'a> Parser<'a> {
         let it = self.next_non_space();
         if it.tok != Tok::RightDelim {
             return Err(self.err_at(
-                it.line,
-                format!("unexpected {} in {ctx}", describe(&it.tok)),
+                it.pos,
+                format!("unexpected {} in {ctx}", self.describe(&it)),
             ));
         }
         Ok(())
@@ -898,10 +1080,10 @@ impl<'a> Parser<'a> {
 
     fn action(&mut self) -> Result<Option<Node>, ParseError> {
         let it = self.peek_non_space();
-        if let Tok::Keyword(k) = &it.tok {
-            let k = k.clone();
+        if it.tok == Tok::Keyword {
+            let k = self.text(&it);
             self.next_non_space();
-            return match &*k {
+            return match k {
                 "if" => Ok(Some(Node::If(self.branch("if", it.pos)?))),
                 "range" => {
                     self.range_depth += 1;
@@ -911,24 +1093,24 @@ impl<'a> Parser<'a> {
                 }
                 "with" => Ok(Some(Node::With(self.branch("with", it.pos)?))),
                 "define" => {
-                    self.define(it.line)?;
+                    self.define(it.pos)?;
                     Ok(None)
                 }
-                "block" | "template" => self.template(&k, it.pos, it.line).map(Some),
+                "block" | "template" => self.template(k, it.pos).map(Some),
                 "break" | "continue" => {
                     if self.range_depth == 0 {
                         return Err(
-                            self.err_at(it.line, format!("{{{{{k}}}}} outside {{{{range}}}}"))
+                            self.err_at(it.pos, format!("{{{{{k}}}}} outside {{{{range}}}}"))
                         );
                     }
-                    self.expect_right(&k)?;
-                    Ok(Some(if &*k == "break" {
+                    self.expect_right(k)?;
+                    Ok(Some(if k == "break" {
                         Node::Break(it.pos)
                     } else {
                         Node::Continue(it.pos)
                     }))
                 }
-                other => Err(self.err_at(it.line, format!("unexpected {{{{{other}}}}}"))),
+                other => Err(self.err_at(it.pos, format!("unexpected {{{{{other}}}}}"))),
             };
         }
         let pipe = self.pipeline("command", true)?;
@@ -936,38 +1118,36 @@ impl<'a> Parser<'a> {
     }
 
     fn branch(&mut self, ctx: &str, pos: usize) -> Result<Branch, ParseError> {
-        self.vars
-            .push(self.vars.last().cloned().unwrap_or_default());
+        let mark = self.vars.len();
         let res = self.branch_inner(ctx, pos);
-        self.vars.pop();
+        self.vars.truncate(mark);
         res
     }
 
     fn branch_inner(&mut self, ctx: &str, pos: usize) -> Result<Branch, ParseError> {
         let pipe = self.pipeline(ctx, ctx == "range")?;
         if pipe.cmds.is_empty() {
-            return Err(self.err_at(self.peek().line, format!("missing value for {ctx}")));
+            let at = self.peek().pos;
+            return Err(self.err_at(at, format!("missing value for {ctx}")));
         }
         let (list, end) = self.item_list(false)?;
         let end = end.expect("item_list(false) returns an end item or an error");
         let mut else_list = None;
-        if let Tok::Keyword(k) = &end.tok
-            && &**k == "else"
-        {
+        if self.is_kw(&end, "else") {
             // `else if` / `else with` chain: parse as a nested branch in the else list.
             let nxt = self.peek_non_space();
-            match &nxt.tok {
-                Tok::Keyword(k2)
-                    if (&**k2 == "if" && ctx == "if") || (&**k2 == "with" && ctx == "with") =>
-                {
-                    let k2 = k2.clone();
+            if nxt.tok == Tok::Keyword {
+                let k2 = self.text(&nxt);
+                if (k2 == "if" && ctx == "if") || (k2 == "with" && ctx == "with") {
                     self.next_non_space();
-                    let nested = self.branch(&k2, nxt.pos)?;
-                    else_list = Some(vec![if &*k2 == "if" {
+                    let nested = self.branch(k2, nxt.pos)?;
+                    let start = self.arena.nodes.len() as u32;
+                    self.arena.nodes.push(if k2 == "if" {
                         Node::If(nested)
                     } else {
                         Node::With(nested)
-                    }]);
+                    });
+                    else_list = Some(List { start, len: 1 });
                     return Ok(Branch {
                         pos,
                         pipe,
@@ -975,21 +1155,18 @@ impl<'a> Parser<'a> {
                         else_list,
                     });
                 }
-                _ => {}
             }
             self.expect_right("else")?;
             let (el, end2) = self.item_list(false)?;
             let end2 = end2.expect("item_list(false) returns an end item or an error");
-            if end2.tok != Tok::Keyword("end".into()) {
-                return Err(self.err_at(end2.line, "expected end; found {{else}}".into()));
+            if !self.is_kw(&end2, "end") {
+                return Err(self.err_at(end2.pos, "expected end; found {{else}}".into()));
             }
             self.expect_right("end")?;
             else_list = Some(el);
         } else {
             self.expect_right("end")?;
         }
-        let _ = End::End;
-        let _ = End::Else;
         Ok(Branch {
             pos,
             pipe,
@@ -998,45 +1175,39 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn define(&mut self, line: usize) -> Result<(), ParseError> {
+    fn define(&mut self, at: usize) -> Result<(), ParseError> {
         let it = self.next_non_space();
-        let Tok::Str(name, _) = it.tok else {
+        if it.tok != Tok::Str {
             return Err(self.err_at(
-                line,
-                format!("unexpected {} in define clause", describe(&it.tok)),
+                at,
+                format!("unexpected {} in define clause", self.describe(&it)),
             ));
-        };
+        }
+        let (name, _) = self.str_value(&it);
         self.expect_right("define clause")?;
-        let saved_vars = std::mem::replace(&mut self.vars, vec![vec!["$".to_string()]]);
+        let saved_vars = std::mem::replace(&mut self.vars, vec!["$"]);
         let saved_depth = std::mem::replace(&mut self.range_depth, 0);
         let (list, end) = self.item_list(false)?;
         self.vars = saved_vars;
         self.range_depth = saved_depth;
         let end = end.expect("item_list(false) returns an end item or an error");
-        if end.tok != Tok::Keyword("end".into()) {
-            return Err(self.err_at(end.line, "unexpected {{else}}".into()));
+        if !self.is_kw(&end, "end") {
+            return Err(self.err_at(end.pos, "unexpected {{else}}".into()));
         }
         self.expect_right("end")?;
-        self.defines.push(Rc::new(Tree {
-            name: name.to_string(),
-            parse_name: self.name.to_string(),
-            src: self.src.clone(),
-            root: Rc::from(list),
-        }));
+        self.defines.push((name, list));
         Ok(())
     }
 
-    fn template(&mut self, kw: &str, pos: usize, line: usize) -> Result<Node, ParseError> {
+    fn template(&mut self, kw: &str, pos: usize) -> Result<Node, ParseError> {
         let it = self.next_non_space();
-        let name = match it.tok {
-            Tok::Str(s, _) => s,
-            other => {
-                return Err(self.err_at(
-                    line,
-                    format!("unexpected {} in {kw} clause", describe(&other)),
-                ));
-            }
-        };
+        if it.tok != Tok::Str {
+            return Err(self.err_at(
+                pos,
+                format!("unexpected {} in {kw} clause", self.describe(&it)),
+            ));
+        }
+        let (name, _) = self.str_value(&it);
         let nxt = self.peek_non_space();
         let pipe = if nxt.tok == Tok::RightDelim {
             self.next_non_space();
@@ -1045,26 +1216,17 @@ impl<'a> Parser<'a> {
             Some(self.pipeline(kw, false)?)
         };
         if kw == "block" {
-            let saved_vars = std::mem::replace(&mut self.vars, vec![vec!["$".to_string()]]);
+            let saved_vars = std::mem::replace(&mut self.vars, vec!["$"]);
             let (list, end) = self.item_list(false)?;
             self.vars = saved_vars;
             let end = end.expect("item_list(false) returns an end item or an error");
-            if end.tok != Tok::Keyword("end".into()) {
-                return Err(self.err_at(end.line, "unexpected {{else}}".into()));
+            if !self.is_kw(&end, "end") {
+                return Err(self.err_at(end.pos, "unexpected {{else}}".into()));
             }
             self.expect_right("end")?;
-            self.defines.push(Rc::new(Tree {
-                name: name.to_string(),
-                parse_name: self.name.to_string(),
-                src: self.src.clone(),
-                root: Rc::from(list),
-            }));
+            self.defines.push((name.clone(), list));
         }
-        Ok(Node::Template {
-            pos,
-            name: name.to_string(),
-            pipe,
-        })
+        Ok(Node::Template { pos, name, pipe })
     }
 
     /// Parses a pipeline up to the closing `}}` (consumed).
@@ -1072,89 +1234,90 @@ impl<'a> Parser<'a> {
         let start = self.peek_non_space();
         let mut pipe = Pipe {
             pos: start.pos,
-            decl: Vec::new(),
+            decl: List::default(),
             is_assign: false,
-            cmds: Vec::new(),
+            cmds: List::default(),
         };
         // Declarations: $x := / $x = / $i, $v :=
-        if let Tok::Variable(_) = start.tok {
+        if start.tok == Tok::Variable {
             let save = self.i;
             let v = self.next_non_space();
+            let vname = self.text(&v);
             let nxt = self.peek_non_space();
-            let Tok::Variable(vname) = v.tok else {
-                unreachable!("checked above")
-            };
             match nxt.tok {
                 Tok::Declare | Tok::Assign => {
                     self.next_non_space();
                     pipe.is_assign = nxt.tok == Tok::Assign;
                     if !pipe.is_assign {
-                        self.declare(&vname);
-                    } else if !self.known_var(&vname) {
-                        return Err(self.err_at(v.line, format!("undefined variable {vname:?}")));
+                        self.vars.push(vname);
+                    } else if !self.known_var(vname) {
+                        return Err(self.err_at(v.pos, format!("undefined variable {vname:?}")));
                     }
-                    pipe.decl.push(vname.to_string());
+                    pipe.decl = self.name_list(&[vname]);
                 }
                 Tok::Comma if allow_two_vars => {
                     self.next_non_space();
                     let v2 = self.next_non_space();
-                    let Tok::Variable(v2name) = v2.tok else {
+                    if v2.tok != Tok::Variable {
                         return Err(self.err_at(
-                            v2.line,
-                            format!("unexpected {} in {ctx}", describe(&v2.tok)),
+                            v2.pos,
+                            format!("unexpected {} in {ctx}", self.describe(&v2)),
                         ));
-                    };
+                    }
+                    let v2name = self.text(&v2);
                     let op = self.next_non_space();
                     if op.tok != Tok::Declare && op.tok != Tok::Assign {
                         return Err(self.err_at(
-                            op.line,
-                            format!("unexpected {} in {ctx}", describe(&op.tok)),
+                            op.pos,
+                            format!("unexpected {} in {ctx}", self.describe(&op)),
                         ));
                     }
                     pipe.is_assign = op.tok == Tok::Assign;
                     if !pipe.is_assign {
-                        self.declare(&vname);
-                        self.declare(&v2name);
+                        self.vars.push(vname);
+                        self.vars.push(v2name);
                     }
-                    pipe.decl.push(vname.to_string());
-                    pipe.decl.push(v2name.to_string());
+                    pipe.decl = self.name_list(&[vname, v2name]);
                 }
                 _ => self.i = save,
             }
         }
+        let base = self.scratch_cmds.len();
         loop {
             let it = self.peek_non_space();
             match it.tok {
                 Tok::RightDelim => {
                     self.next_non_space();
-                    self.check_pipeline(&pipe, ctx, it.line)?;
+                    pipe.cmds = self.flush_cmds(base);
+                    self.check_pipeline(&pipe, ctx, it.pos)?;
                     return Ok(pipe);
                 }
                 Tok::RightParen if ctx == "parenthesized pipeline" => {
                     self.next_non_space();
-                    self.check_pipeline(&pipe, ctx, it.line)?;
+                    pipe.cmds = self.flush_cmds(base);
+                    self.check_pipeline(&pipe, ctx, it.pos)?;
                     return Ok(pipe);
                 }
-                Tok::Eof => return Err(self.err_at(it.line, "unclosed action".to_string())),
+                Tok::Eof => return Err(self.err_at(it.pos, "unclosed action".to_string())),
                 _ => {
                     let cmd = self.command(ctx)?;
-                    pipe.cmds.push(cmd);
+                    self.scratch_cmds.push(cmd);
                 }
             }
         }
     }
 
-    fn check_pipeline(&self, pipe: &Pipe, ctx: &str, line: usize) -> Result<(), ParseError> {
+    fn check_pipeline(&self, pipe: &Pipe, ctx: &str, at: usize) -> Result<(), ParseError> {
         if pipe.cmds.is_empty() {
-            return Err(self.err_at(line, format!("missing value for {ctx}")));
+            return Err(self.err_at(at, format!("missing value for {ctx}")));
         }
-        for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
+        for (i, c) in self.arena.cmds(pipe.cmds).iter().enumerate().skip(1) {
             if let Some(
                 Arg::Bool(..) | Arg::Dot(_) | Arg::Nil(_) | Arg::Number(..) | Arg::Str(..),
-            ) = c.args.first()
+            ) = self.arena.args(c.args).first()
             {
                 return Err(self.err_at(
-                    line,
+                    at,
                     format!("non executable command in pipeline stage {}", i + 1),
                 ));
             }
@@ -1162,23 +1325,13 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn declare(&mut self, name: &str) {
-        if let Some(scope) = self.vars.last_mut() {
-            scope.push(name.to_string());
-        }
-    }
     fn known_var(&self, name: &str) -> bool {
-        self.vars
-            .last()
-            .is_some_and(|s| s.iter().any(|v| v == name))
+        self.vars.contains(&name)
     }
 
     fn command(&mut self, ctx: &str) -> Result<Command, ParseError> {
         let start = self.peek_non_space();
-        let mut cmd = Command {
-            pos: start.pos,
-            args: Vec::new(),
-        };
+        let base = self.scratch_args.len();
         loop {
             let it = self.peek_non_space();
             match it.tok {
@@ -1186,32 +1339,60 @@ impl<'a> Parser<'a> {
                 Tok::RightParen if ctx == "parenthesized pipeline" => break,
                 Tok::Pipe => {
                     self.next_non_space();
-                    if cmd.args.is_empty() {
-                        return Err(self.err_at(it.line, "missing command".into()));
+                    if self.scratch_args.len() == base {
+                        return Err(self.err_at(it.pos, "missing command".into()));
                     }
-                    return Ok(cmd);
+                    return Ok(Command {
+                        pos: start.pos,
+                        args: self.flush_args(base),
+                    });
                 }
                 _ => {}
             }
             let op = self.operand()?;
-            cmd.args.push(op);
+            self.scratch_args.push(op);
             // Operands must be separated by space.
-            let after = self.peek().clone();
+            let after = self.peek();
             match after.tok {
                 Tok::Space | Tok::RightDelim | Tok::Pipe | Tok::Eof => {}
                 Tok::RightParen if ctx == "parenthesized pipeline" => {}
-                other => {
+                _ => {
                     return Err(self.err_at(
-                        after.line,
-                        format!("unexpected {} in operand", describe(&other)),
+                        after.pos,
+                        format!("unexpected {} in operand", self.describe(&after)),
                     ));
                 }
             }
         }
-        if cmd.args.is_empty() {
-            return Err(self.err_at(start.line, "empty command".into()));
+        if self.scratch_args.len() == base {
+            return Err(self.err_at(start.pos, "empty command".into()));
         }
-        Ok(cmd)
+        Ok(Command {
+            pos: start.pos,
+            args: self.flush_args(base),
+        })
+    }
+
+    /// The field names that follow (`.A.B`), consumed.
+    fn field_chain(&mut self, first: Option<Item>) -> List {
+        let start = self.arena.names.len();
+        if let Some(it) = first {
+            let f = self.field_name(&it);
+            self.arena.names.push(f);
+        }
+        loop {
+            let nx = self.peek();
+            if nx.tok != Tok::Field {
+                break;
+            }
+            let f = self.field_name(&nx);
+            self.arena.names.push(f);
+            self.i += 1;
+        }
+        List {
+            start: start as u32,
+            len: (self.arena.names.len() - start) as u32,
+        }
     }
 
     fn operand(&mut self) -> Result<Arg, ParseError> {
@@ -1220,73 +1401,70 @@ impl<'a> Parser<'a> {
             Tok::Dot => Arg::Dot(it.pos),
             Tok::Nil => Arg::Nil(it.pos),
             Tok::Bool(b) => Arg::Bool(it.pos, b),
-            Tok::Number(ref t) => {
+            Tok::Number => {
+                let t = self.text(&it);
                 let n = parse_number(t)
-                    .ok_or_else(|| self.err_at(it.line, format!("bad number syntax: {t:?}")))?;
+                    .ok_or_else(|| self.err_at(it.pos, format!("bad number syntax: {t:?}")))?;
                 Arg::Number(it.pos, n)
             }
-            Tok::Char(v, _) => Arg::Number(it.pos, Number::Int(v)),
-            Tok::Str(ref s, ref raw) => Arg::Str(it.pos, s.clone(), raw.to_string()),
-            Tok::Field(ref f) => {
-                let mut idents = vec![f.to_string()];
+            Tok::Char(v) => Arg::Number(it.pos, Number::Int(v)),
+            Tok::Str => {
+                let (v, raw) = self.str_value(&it);
+                Arg::Str(it.pos, v, raw)
+            }
+            Tok::Field => {
                 // Go positions a field chain at its second element.
-                let pos = match &self.peek().tok {
-                    Tok::Field(_) => self.peek().pos,
-                    _ => it.pos,
-                };
-                while let Tok::Field(f2) = &self.peek().tok {
-                    idents.push(f2.to_string());
-                    self.i += 1;
-                }
-                return Ok(Arg::Field(pos, idents));
+                let nx = self.peek();
+                let pos = if nx.tok == Tok::Field { nx.pos } else { it.pos };
+                return Ok(Arg::Field(pos, self.field_chain(Some(it))));
             }
-            Tok::Variable(ref v) => {
+            Tok::Variable => {
+                let v = self.text(&it);
                 if !self.known_var(v) {
-                    return Err(self.err_at(it.line, format!("undefined variable {v:?}")));
+                    return Err(self.err_at(it.pos, format!("undefined variable {v:?}")));
                 }
-                let mut idents = Vec::new();
-                let pos = match &self.peek().tok {
-                    Tok::Field(_) => self.peek().pos,
-                    _ => it.pos,
-                };
-                while let Tok::Field(f2) = &self.peek().tok {
-                    idents.push(f2.to_string());
-                    self.i += 1;
-                }
-                return Ok(Arg::Variable(pos, v.to_string(), idents));
+                let nx = self.peek();
+                let pos = if nx.tok == Tok::Field { nx.pos } else { it.pos };
+                let name = self.intern(v);
+                return Ok(Arg::Variable(pos, name, self.field_chain(None)));
             }
-            Tok::Ident(ref name) => {
+            Tok::Ident => {
+                let name = self.text(&it);
                 if !(self.funcs)(name) {
-                    return Err(self.err_at(it.line, format!("function {name:?} not defined")));
+                    return Err(self.err_at(it.pos, format!("function {name:?} not defined")));
                 }
-                Arg::Ident(it.pos, name.to_string())
+                Arg::Ident(it.pos, self.intern(name))
             }
             Tok::LeftParen => {
                 let p = self.pipeline("parenthesized pipeline", false)?;
-                Arg::Pipe(it.pos, Box::new(p))
+                self.arena.pipes.push(p);
+                Arg::Pipe(it.pos, (self.arena.pipes.len() - 1) as u32)
             }
-            other => {
+            _ => {
                 return Err(self.err_at(
-                    it.line,
-                    format!("unexpected {} in operand", describe(&other)),
+                    it.pos,
+                    format!("unexpected {} in operand", self.describe(&it)),
                 ));
             }
         };
         // Field chain after a term: (x).A.B
-        if let Tok::Field(_) = &self.peek().tok {
-            let chain_pos = self.peek().pos;
-            let mut idents = Vec::new();
-            while let Tok::Field(f2) = &self.peek().tok {
-                idents.push(f2.to_string());
-                self.i += 1;
+        let nx = self.peek();
+        if nx.tok == Tok::Field {
+            let chain_pos = nx.pos;
+            if let Arg::Bool(..) | Arg::Str(..) | Arg::Number(..) | Arg::Nil(_) | Arg::Dot(_) = term
+            {
+                return Err(self.err_at(
+                    it.pos,
+                    format!(
+                        "unexpected . after term {}",
+                        crate::helm::funcs::go_quote(&self.arena.show(&term).to_string())
+                    ),
+                ));
             }
-            match term {
-                Arg::Bool(..) | Arg::Str(..) | Arg::Number(..) | Arg::Nil(_) | Arg::Dot(_) => {
-                    return Err(self.err_at(it.line, format!("unexpected . after term {term:?}")));
-                }
-                _ => {}
-            }
-            return Ok(Arg::Chain(chain_pos, Box::new(term), idents));
+            let idents = self.field_chain(None);
+            self.arena.args.push(term);
+            let term = (self.arena.args.len() - 1) as u32;
+            return Ok(Arg::Chain(chain_pos, term, idents));
         }
         Ok(term)
     }
@@ -1296,7 +1474,7 @@ impl<'a> Parser<'a> {
 #[derive(Default, Clone)]
 pub struct Set {
     /// Templates by name.
-    pub templates: HashMap<String, Rc<Tree>>,
+    pub templates: HashMap<String, Rc<Tree>, FastHash>,
 }
 
 impl Set {
@@ -1324,7 +1502,7 @@ mod tests {
     #[test]
     fn parses_and_trims() {
         let t = p("a  {{- .x -}}  b{{/* c */}}").expect("parse");
-        assert_eq!(t.body.root.len(), 3);
+        assert_eq!(t.body.root.len, 3);
         assert!(p("{{ if .x }}y{{ else if .z }}w{{ else }}v{{ end }}").is_ok());
         assert!(p("{{ range $i, $v := .x }}{{ $i }}{{ break }}{{ end }}").is_ok());
         let d = p("{{ define \"n\" }}x{{ end }}").expect("define");
