@@ -382,8 +382,9 @@ pub(crate) fn start_status<K: SourceObject>(obj: &K) -> K::Status {
     status
 }
 
-/// One measured reconcile of a source: deletion (artifacts removed, then the finalizer),
-/// the finalizer added, suspend honoured, then `apply`.
+/// One measured reconcile of a source, on the object as the API server holds it now:
+/// deletion (artifacts removed, then the finalizer), the finalizer added, suspend honoured,
+/// then `apply`.
 pub(crate) async fn drive<K, F, Fut>(
     obj: Arc<K>,
     ctx: Arc<KindContext>,
@@ -396,6 +397,23 @@ where
 {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
+    // The watch cache may not hold the status the previous reconcile of this object just
+    // wrote (a trigger from another watch queued behind it): read the object itself, so a
+    // reconcile never redoes work from a status that is already replaced.
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let obj = match api.get_opt(&name).await {
+        Ok(Some(fresh)) => Arc::new(fresh),
+        Ok(None) => return Ok(Action::await_change()),
+        Err(source) => {
+            return Err(SourceControllerError::Kube {
+                what: "reading",
+                kind: K::KIND,
+                namespace,
+                name,
+                source,
+            });
+        }
+    };
     let suspended = obj.suspended();
     let run = async {
         let has_finalizer = obj.finalizers().iter().any(|f| f == SOURCE_FINALIZER);
