@@ -119,3 +119,55 @@ fn remote_resources_are_never_fetched() {
     let err = build(&d, &opts(&d)).expect_err("remote");
     assert!(matches!(err, KustomizeError::Remote { .. }), "{err}");
 }
+
+#[test]
+fn an_object_without_a_name_or_kind_is_refused_as_kustomize_does() {
+    // `kubectl kustomize` 5.5 on these files: "missing metadata.name in object {{v1
+    // ConfigMap} {{ demo} map[] map[app:web]}}" and "missing kind in object {{v1 } {{a }
+    // map[] map[]}}"; a List needs no name.
+    let d = scratch(
+        "noname",
+        &[
+            ("kustomization.yaml", "resources:\n- cm.yaml\n"),
+            (
+                "cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  namespace: demo\n  annotations:\n    app: web\n  generateName: x-\n",
+            ),
+        ],
+    );
+    match build(&d, &opts(&d)) {
+        Err(KustomizeError::Resource { path, message }) => {
+            assert!(path.ends_with("cm.yaml"), "{}", path.display());
+            assert_eq!(
+                message,
+                "missing metadata.name in object {{v1 ConfigMap} {{ demo} map[] map[app:web]}}"
+            );
+        }
+        other => panic!("expected a resource error, got {other:?}"),
+    }
+    let d = scratch(
+        "nokind",
+        &[
+            ("kustomization.yaml", "resources:\n- cm.yaml\n"),
+            ("cm.yaml", "apiVersion: v1\nmetadata:\n  name: a\n"),
+        ],
+    );
+    let err = build(&d, &opts(&d)).expect_err("no kind");
+    assert!(
+        err.to_string()
+            .contains("missing kind in object {{v1 } {{a } map[] map[]}}"),
+        "{err}"
+    );
+    let d = scratch(
+        "list",
+        &[
+            ("kustomization.yaml", "resources:\n- list.yaml\n"),
+            (
+                "list.yaml",
+                "apiVersion: v1\nkind: ConfigMapList\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: a\n",
+            ),
+        ],
+    );
+    let out = build(&d, &opts(&d)).expect("a List needs no name");
+    assert_eq!(out.resources.len(), 1);
+}

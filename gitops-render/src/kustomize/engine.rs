@@ -472,7 +472,18 @@ fn push_object(path: &Path, d: Value, out: &mut Vec<Resource>) -> Result<(), Kus
             if kind.is_empty() {
                 return Err(KustomizeError::Resource {
                     path: path.to_path_buf(),
-                    message: "missing Resource metadata: kind is required".into(),
+                    message: format!("missing kind in object {}", go_resource_meta(&m)),
+                });
+            }
+            let name = m
+                .get("metadata")
+                .and_then(|md| md.get("name"))
+                .and_then(Value::scalar_text)
+                .unwrap_or_default();
+            if name.is_empty() && !kind.ends_with("List") {
+                return Err(KustomizeError::Resource {
+                    path: path.to_path_buf(),
+                    message: format!("missing metadata.name in object {}", go_resource_meta(&m)),
                 });
             }
             let mut m = m;
@@ -504,6 +515,35 @@ fn push_object(path: &Path, d: Value, out: &mut Vec<Resource>) -> Result<(), Kus
             ),
         }),
     }
+}
+
+/// An object's type and identity as kustomize prints them in its errors (Go's `%v` of its
+/// `ResourceMeta`): `{{v1 ConfigMap} {{name namespace} map[labels] map[annotations]}}`.
+fn go_resource_meta(m: &Map) -> String {
+    let text = |v: Option<&Value>| v.and_then(Value::scalar_text).unwrap_or_default();
+    let metadata = m.get("metadata");
+    let field = |name: &str| metadata.and_then(|md| md.get(name));
+    let go_map = |v: Option<&Value>| {
+        let mut pairs: Vec<(String, String)> = match v {
+            Some(Value::Map(entries)) => entries
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.scalar_text().unwrap_or_default()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        pairs.sort();
+        let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        format!("map[{}]", inner.join(" "))
+    };
+    format!(
+        "{{{{{} {}}} {{{{{} {}}} {} {}}}}}",
+        text(m.get("apiVersion")),
+        text(m.get("kind")),
+        text(field("name")),
+        text(field("namespace")),
+        go_map(field("labels")),
+        go_map(field("annotations")),
+    )
 }
 
 /// Whether `old` had (at any point) the identity `new` has now.
