@@ -653,8 +653,8 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
     let fmap = funcs::func_map();
     let mut set = Set::default();
     // Identical files (a library chart vendored by several subcharts) are parsed once.
-    let mut parsed_texts: std::collections::HashMap<&str, template::Parsed> =
-        std::collections::HashMap::new();
+    let mut parsed_texts: std::collections::HashMap<&str, template::Parsed, template::FastHash> =
+        std::collections::HashMap::default();
     for k in &keys {
         let r = &tpls[k];
         if let Some(p) = parsed_texts.get(&*r.text) {
@@ -684,46 +684,100 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
         max_output: opts.max_output,
         deadline: opts.timeout.map(|t| Instant::now() + t),
     };
-    let mut rendered: BTreeMap<String, String> = BTreeMap::new();
-    for k in &keys {
-        if base(k).starts_with('_') {
-            continue;
-        }
-        let r = &tpls[k];
-        let mut tmpl_info = BTreeMap::new();
-        tmpl_info.insert("Name".to_string(), Value::from(k.as_str()));
-        tmpl_info.insert("BasePath".to_string(), Value::from(r.base_path.as_str()));
-        if let Some(m) = r.vals.as_map() {
-            m.borrow_mut()
-                .insert("Template".into(), Value::from(tmpl_info));
-        }
-        let mut ex = Exec::new(&set, &fmap, limits);
-        ex.cluster = opts.lookup.clone();
-        let out = ex.execute(k, r.vals.clone()).map_err(|e| match e {
-            ExecError::Exec(m) => HelmError::Exec(reformat_exec_error(k, &m)),
-            ExecError::Depth(name) => HelmError::RecursionLimit {
-                template: k.clone(),
-                name,
-            },
-            ExecError::OutputTooLarge(n) => HelmError::OutputLimit {
-                template: k.clone(),
-                limit: n,
-            },
-            ExecError::Timeout => HelmError::Timeout {
-                template: k.clone(),
-            },
-        })?;
-        let out = if out.contains("<no value>") {
-            out.replace("<no value>", "")
-        } else {
-            out
+    // Each rendered file is split into documents and their heads are read (YAML) on a
+    // second thread while the next templates execute; the results are combined in path
+    // order afterwards, so output and errors are those of the sequential order.
+    let skip_tests = opts.skip_tests;
+    let (classified, executed) = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+        let worker = std::thread::Builder::new()
+            .name("helm-manifests".into())
+            .stack_size(MANIFEST_WORKER_STACK)
+            .spawn_scoped(scope, move || {
+                rx.into_iter()
+                    .map(|(path, content)| {
+                        let docs = classify_file(&path, &content, skip_tests);
+                        (path, docs)
+                    })
+                    .collect::<Vec<_>>()
+            });
+        // Without a second thread (spawning failed), files are classified here at the end.
+        let (tx, mut pending) = match worker {
+            Ok(w) => (Some((tx, w)), Vec::new()),
+            Err(_) => (None, Vec::new()),
         };
-        rendered.insert(k.clone(), out);
-    }
-    // NOTES.txt is not a manifest.
-    rendered.retain(|k, _| !k.ends_with("NOTES.txt"));
-
-    let (manifests, hooks) = sort_manifests(&rendered, opts.skip_tests)?;
+        let mut executed = Ok(());
+        for k in &keys {
+            if base(k).starts_with('_') {
+                continue;
+            }
+            let r = &tpls[k];
+            let mut tmpl_info = BTreeMap::new();
+            tmpl_info.insert("Name".to_string(), Value::from(k.as_str()));
+            tmpl_info.insert("BasePath".to_string(), Value::from(r.base_path.as_str()));
+            if let Some(m) = r.vals.as_map() {
+                m.borrow_mut()
+                    .insert("Template".into(), Value::from(tmpl_info));
+            }
+            let mut ex = Exec::new(&set, &fmap, limits);
+            ex.cluster = opts.lookup.clone();
+            let out = match ex.execute(k, r.vals.clone()) {
+                Ok(out) => out,
+                Err(e) => {
+                    executed = Err(match e {
+                        ExecError::Exec(m) => HelmError::Exec(reformat_exec_error(k, &m)),
+                        ExecError::Depth(name) => HelmError::RecursionLimit {
+                            template: k.clone(),
+                            name,
+                        },
+                        ExecError::OutputTooLarge(n) => HelmError::OutputLimit {
+                            template: k.clone(),
+                            limit: n,
+                        },
+                        ExecError::Timeout => HelmError::Timeout {
+                            template: k.clone(),
+                        },
+                    });
+                    break;
+                }
+            };
+            // NOTES.txt is not a manifest.
+            if k.ends_with("NOTES.txt") {
+                continue;
+            }
+            let out = if out.contains("<no value>") {
+                out.replace("<no value>", "")
+            } else {
+                out
+            };
+            match &tx {
+                Some((tx, _)) => {
+                    if let Err(std::sync::mpsc::SendError(item)) = tx.send((k.clone(), out)) {
+                        pending.push(item);
+                    }
+                }
+                None => pending.push((k.clone(), out)),
+            }
+        }
+        let mut classified = match tx {
+            Some((tx, worker)) => {
+                drop(tx);
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
+            None => Vec::new(),
+        };
+        if executed.is_ok() {
+            for (path, content) in pending {
+                let docs = classify_file(&path, &content, skip_tests);
+                classified.push((path, docs));
+            }
+        }
+        (classified, executed)
+    });
+    executed?;
+    let (manifests, hooks) = sort_manifests(classified)?;
     let mut all = manifests;
     all.extend(hooks);
     let mut crds = Vec::new();
@@ -840,53 +894,69 @@ fn less_by_kind(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// Stack of the thread that reads rendered documents (YAML nesting is converted recursively).
+const MANIFEST_WORKER_STACK: usize = 256 * 1024 * 1024;
+
+/// The documents of one rendered file, each with its kind and whether it is a hook (Helm's
+/// `SimpleHead` of each document); documents whose hook annotation names an unknown event,
+/// or test hooks when tests are skipped, are left out.
+fn classify_file(path: &str, content: &str, skip_tests: bool) -> Result<Vec<Manifest>, HelmError> {
+    let mut out = Vec::new();
+    if base(path).starts_with('_') || content.trim().is_empty() {
+        return Ok(out);
+    }
+    for doc in split_manifests(content) {
+        let head = parse_head(&doc).map_err(|e| HelmError::Yaml {
+            source_path: path.to_string(),
+            message: e.0.clone(),
+        })?;
+        let kind = head
+            .get("kind")
+            .map(|k| funcs::strval(&k))
+            .unwrap_or_default();
+        let annotations = head.get("metadata").and_then(|m| m.get("annotations"));
+        let hook_anno = annotations.as_ref().and_then(|a| a.get("helm.sh/hook"));
+        let has_annotations = matches!(&annotations, Some(Value::Map(m)) if !m.borrow().is_empty());
+        let hook = match hook_anno {
+            Some(h) if has_annotations => {
+                let types = funcs::strval(&h);
+                let events: Vec<String> =
+                    types.split(',').map(|t| t.trim().to_lowercase()).collect();
+                if events.iter().any(|e| !HOOK_EVENTS.contains(&e.as_str())) {
+                    continue;
+                }
+                if skip_tests && events.iter().any(|e| e == "test" || e == "test-success") {
+                    continue;
+                }
+                true
+            }
+            _ => false,
+        };
+        out.push(Manifest {
+            source: path.to_string(),
+            content: doc,
+            kind,
+            hook,
+        });
+    }
+    Ok(out)
+}
+
+/// Helm's `sortManifestsByKind` over the classified files, taken in path order (the first
+/// file in that order with an unreadable document is the error): generic manifests, then
+/// hooks.
 fn sort_manifests(
-    files: &BTreeMap<String, String>,
-    skip_tests: bool,
+    mut files: Vec<(String, Result<Vec<Manifest>, HelmError>)>,
 ) -> Result<(Vec<Manifest>, Vec<Manifest>), HelmError> {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut generic = Vec::new();
     let mut hooks = Vec::new();
-    for (path, content) in files {
-        if base(path).starts_with('_') || content.trim().is_empty() {
-            continue;
-        }
-        for doc in split_manifests(content) {
-            let head = parse_head(&doc).map_err(|e| HelmError::Yaml {
-                source_path: path.clone(),
-                message: e.0.clone(),
-            })?;
-            let kind = head
-                .get("kind")
-                .map(|k| funcs::strval(&k))
-                .unwrap_or_default();
-            let annotations = head.get("metadata").and_then(|m| m.get("annotations"));
-            let hook_anno = annotations.as_ref().and_then(|a| a.get("helm.sh/hook"));
-            let has_annotations =
-                matches!(&annotations, Some(Value::Map(m)) if !m.borrow().is_empty());
-            match hook_anno {
-                Some(h) if has_annotations => {
-                    let types = funcs::strval(&h);
-                    let events: Vec<String> =
-                        types.split(',').map(|t| t.trim().to_lowercase()).collect();
-                    if events.iter().any(|e| !HOOK_EVENTS.contains(&e.as_str())) {
-                        continue;
-                    }
-                    if skip_tests && events.iter().any(|e| e == "test" || e == "test-success") {
-                        continue;
-                    }
-                    hooks.push(Manifest {
-                        source: path.clone(),
-                        content: doc,
-                        kind,
-                        hook: true,
-                    });
-                }
-                _ => generic.push(Manifest {
-                    source: path.clone(),
-                    content: doc,
-                    kind,
-                    hook: false,
-                }),
+    for (_, docs) in files {
+        for m in docs? {
+            if m.hook {
+                hooks.push(m);
+            } else {
+                generic.push(m);
             }
         }
     }
@@ -934,6 +1004,47 @@ mod tests {
             assert_eq!(split_manifests(s), split_with_pattern(s), "{s:?}");
         }
         assert_eq!(split_manifests("a\n---b"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn manifest_errors_follow_path_order_not_arrival_order() {
+        let file = |p: &str, text: &str| (p.to_string(), classify_file(p, text, false));
+        // Classified out of order (as a second thread may finish them): the error reported is
+        // the one of the first path, as when the files are read one after the other.
+        let files = vec![
+            file("c/templates/b.yaml", "kind: A\n---\na: [\n"),
+            file("c/templates/c.yaml", "kind: Service\n"),
+            file("c/templates/a.yaml", "x: {\n"),
+        ];
+        let err = sort_manifests(files).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("YAML parse error on c/templates/a.yaml")),
+            "{err:?}"
+        );
+        let ok = sort_manifests(vec![
+            file(
+                "c/templates/b.yaml",
+                "kind: Service\n---\nkind: Namespace\n",
+            ),
+            file(
+                "c/templates/a.yaml",
+                "kind: Service\nmetadata:\n  name: a\n",
+            ),
+        ])
+        .expect("valid documents");
+        let order: Vec<(&str, &str)> =
+            ok.0.iter()
+                .map(|m| (m.source.as_str(), m.kind.as_str()))
+                .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("c/templates/b.yaml", "Namespace"),
+                ("c/templates/a.yaml", "Service"),
+                ("c/templates/b.yaml", "Service"),
+            ]
+        );
     }
 
     #[test]

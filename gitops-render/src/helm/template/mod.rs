@@ -5,5 +5,5 @@
 pub mod exec;
 pub mod parse;
 
-pub use exec::{Exec, ExecError, Func, FuncError, FuncMap, FuncResult, Limits};
+pub use exec::{Exec, ExecError, FastHash, Func, FuncError, FuncMap, FuncResult, Limits};
 pub use parse::{ParseError, Parsed, Set, Tree, parse};

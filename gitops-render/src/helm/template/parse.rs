@@ -376,8 +376,17 @@ fn lex(name: &str, src: &str) -> Result<Vec<Item>, ParseError> {
     };
     let is_space = |c: u8| c == b' ' || c == b'\t' || c == b'\r' || c == b'\n';
     while pos < b.len() {
-        // Text up to the next "{{".
-        let next = src[pos..].find("{{").map(|i| pos + i);
+        // Text up to the next "{{" (a byte search for `{`, then a look at the next byte).
+        let mut next = None;
+        let mut from = pos;
+        while let Some(i) = src[from..].find('{') {
+            let at = from + i;
+            if b.get(at + 1) == Some(&b'{') {
+                next = Some(at);
+                break;
+            }
+            from = at + 1;
+        }
         let Some(ld) = next else {
             items.push(Item {
                 tok: Tok::Text,
