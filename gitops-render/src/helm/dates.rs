@@ -173,11 +173,12 @@ pub fn parse_go_duration(orig: &str) -> Result<i64, String> {
 }
 
 /// Sprig's `durationRound`: the most significant unit of a duration (strings parsed as Go
-/// durations, `int64` as nanoseconds, a time as the time since it; anything else is zero).
+/// durations, `int64` as nanoseconds, a time as the time since it; anything else, a plain
+/// `int` such as a template literal included, is zero).
 fn duration_round(v: &Value) -> String {
     let d: i64 = match v {
         Value::Str(s) => parse_go_duration(s).unwrap_or(0),
-        Value::Int(i) => *i,
+        Value::Int64(i) => *i,
         other => match time_of(other) {
             Some(t) => Timestamp::now()
                 .duration_since(t.timestamp())
@@ -256,9 +257,16 @@ pub fn register(m: &mut FuncMap) {
         let secs = Timestamp::now().as_second() - to_time(&a[0]).timestamp().as_second();
         Ok(Value::from(go_duration(secs as f64)))
     });
+    // Sprig's `duration`: seconds given as a string (base 10) or an `int64`; anything else,
+    // a plain `int` included, is zero.
     m.insert("duration", |_, a| {
         arity("duration", a, 1)?;
-        Ok(Value::from(go_duration(to_i64(&a[0]) as f64)))
+        let secs = match &a[0] {
+            Value::Str(s) => s.parse::<i64>().unwrap_or(0),
+            Value::Int64(i) => *i,
+            _ => 0,
+        };
+        Ok(Value::from(go_duration(secs as f64)))
     });
     m.insert("toDate", |_, a| {
         arity("toDate", a, 2)?;
@@ -321,7 +329,7 @@ fn to_time(v: &Value) -> Zoned {
                 .map(|t| t.to_zoned(TimeZone::system()))
                 .unwrap_or_else(|_| Zoned::now())
         }
-        Value::Int(i) => Timestamp::from_second(*i)
+        Value::Int(i) | Value::Int64(i) => Timestamp::from_second(*i)
             .map(|t| t.to_zoned(TimeZone::system()))
             .unwrap_or_else(|_| Zoned::now()),
         _ => Zoned::now(),

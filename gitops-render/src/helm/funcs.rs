@@ -44,7 +44,7 @@ pub fn strval(v: &Value) -> String {
 /// `cast.ToInt64`.
 pub fn to_i64(v: &Value) -> i64 {
     match v {
-        Value::Int(i) => *i,
+        Value::Int(i) | Value::Int64(i) => *i,
         Value::Float(f) => *f as i64,
         Value::Bool(b) => i64::from(*b),
         Value::Str(s) => {
@@ -68,7 +68,7 @@ fn trim_zero_decimal(s: &str) -> String {
 /// `cast.ToFloat64`.
 pub fn to_f64(v: &Value) -> f64 {
     match v {
-        Value::Int(i) => *i as f64,
+        Value::Int(i) | Value::Int64(i) => *i as f64,
         Value::Float(f) => *f,
         Value::Bool(b) => f64::from(u8::from(*b)),
         Value::Str(s) => s.parse().unwrap_or(0.0),
@@ -183,7 +183,7 @@ pub fn func_map() -> FuncMap {
                 },
                 Value::List(l) => {
                     let i = match k {
-                        Value::Int(i) => *i,
+                        Value::Int(i) | Value::Int64(i) => *i,
                         other => {
                             return Err(format!(
                                 "cannot index slice/array with type {}",
@@ -463,7 +463,7 @@ pub fn func_map() -> FuncMap {
     });
     f!("toDecimal", |_, a| {
         arity("toDecimal", a, 1)?;
-        Ok(Value::Int(
+        Ok(Value::Int64(
             i64::from_str_radix(&strval(&a[0]), 8).unwrap_or(0),
         ))
     });
@@ -477,7 +477,7 @@ pub fn func_map() -> FuncMap {
     });
     f!("int64", |_, a| {
         arity("int64", a, 1)?;
-        Ok(Value::Int(to_i64(&a[0])))
+        Ok(Value::Int64(to_i64(&a[0])))
     });
     f!("float64", |_, a| {
         arity("float64", a, 1)?;
@@ -836,18 +836,18 @@ pub fn func_map() -> FuncMap {
     // --- Sprig: math
     f!("add1", |_, a| {
         arity("add1", a, 1)?;
-        Ok(Value::Int(to_i64(&a[0]).wrapping_add(1)))
+        Ok(Value::Int64(to_i64(&a[0]).wrapping_add(1)))
     });
-    f!("add", |_, a| Ok(Value::Int(
+    f!("add", |_, a| Ok(Value::Int64(
         a.iter().map(to_i64).fold(0i64, |x, y| x.wrapping_add(y))
     )));
     f!("sub", |_, a| {
         arity("sub", a, 2)?;
-        Ok(Value::Int(to_i64(&a[0]).wrapping_sub(to_i64(&a[1]))))
+        Ok(Value::Int64(to_i64(&a[0]).wrapping_sub(to_i64(&a[1]))))
     });
     f!("mul", |_, a| {
         at_least("mul", a, 1)?;
-        Ok(Value::Int(
+        Ok(Value::Int64(
             a.iter().map(to_i64).fold(1i64, |x, y| x.wrapping_mul(y)),
         ))
     });
@@ -857,7 +857,7 @@ pub fn func_map() -> FuncMap {
         if d == 0 {
             return Err("runtime error: integer divide by zero".into());
         }
-        Ok(Value::Int(to_i64(&a[0]).wrapping_div(d)))
+        Ok(Value::Int64(to_i64(&a[0]).wrapping_div(d)))
     });
     f!("mod", |_, a| {
         arity("mod", a, 2)?;
@@ -865,19 +865,19 @@ pub fn func_map() -> FuncMap {
         if d == 0 {
             return Err("runtime error: integer divide by zero".into());
         }
-        Ok(Value::Int(to_i64(&a[0]).wrapping_rem(d)))
+        Ok(Value::Int64(to_i64(&a[0]).wrapping_rem(d)))
     });
     f!("max", |_, a| {
         at_least("max", a, 1)?;
-        Ok(Value::Int(a.iter().map(to_i64).max().unwrap_or(0)))
+        Ok(Value::Int64(a.iter().map(to_i64).max().unwrap_or(0)))
     });
     f!("biggest", |_, a| {
         at_least("biggest", a, 1)?;
-        Ok(Value::Int(a.iter().map(to_i64).max().unwrap_or(0)))
+        Ok(Value::Int64(a.iter().map(to_i64).max().unwrap_or(0)))
     });
     f!("min", |_, a| {
         at_least("min", a, 1)?;
-        Ok(Value::Int(a.iter().map(to_i64).min().unwrap_or(0)))
+        Ok(Value::Int64(a.iter().map(to_i64).min().unwrap_or(0)))
     });
     f!("maxf", |_, a| {
         at_least("maxf", a, 1)?;
@@ -1435,7 +1435,7 @@ fn error_map(msg: &str) -> Value {
 fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Str(_) => "string",
-        Value::Float(_) | Value::Int(_) => "number",
+        Value::Float(_) | Value::Int(_) | Value::Int64(_) => "number",
         Value::Bool(_) => "bool",
         Value::List(_) => "array",
         _ => "object",
@@ -1573,7 +1573,7 @@ pub fn go_eq(a: &Value, b: &Value) -> Result<bool, FuncError> {
         (Value::Nil, Value::Nil) => true,
         (Value::Nil, _) | (_, Value::Nil) => false,
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::Map(_), Value::Map(_)) | (Value::List(_), Value::List(_)) => {
@@ -1590,7 +1590,7 @@ pub fn go_eq(a: &Value, b: &Value) -> Result<bool, FuncError> {
 
 fn go_lt(a: &Value, b: &Value) -> Result<bool, FuncError> {
     Ok(match (a, b) {
-        (Value::Int(x), Value::Int(y)) => x < y,
+        (Value::Int(x) | Value::Int64(x), Value::Int(y) | Value::Int64(y)) => x < y,
         (Value::Float(x), Value::Float(y)) => x < y,
         (Value::Str(x), Value::Str(y)) => x < y,
         (Value::Nil, _)
@@ -2194,7 +2194,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
                     out.push_str(&body);
                     out.push_str(&" ".repeat(pad));
                 } else if zero
-                    && matches!(arg, Value::Int(_) | Value::Float(_))
+                    && matches!(arg, Value::Int(_) | Value::Int64(_) | Value::Float(_))
                     && verb != 's'
                     && verb != 'v'
                     || zero && matches!(verb, 'd' | 'f' | 'x')
@@ -2236,6 +2236,18 @@ fn format_verb(
     prec: Option<usize>,
 ) -> Option<String> {
     let _ = space;
+    if verb == 'T' {
+        return Some(arg.type_name());
+    }
+    // fmt prints an int64 as it prints an int.
+    let widened;
+    let arg = match arg {
+        Value::Int64(i) => {
+            widened = Value::Int(*i);
+            &widened
+        }
+        other => other,
+    };
     Some(match verb {
         'v' => match arg {
             Value::Nil => "<nil>".into(),

@@ -20,8 +20,12 @@ pub enum Value {
     Nil,
     /// A Go `bool`.
     Bool(bool),
-    /// A Go `int`/`int64`.
+    /// A Go `int` (template literals, `len`, `atoi`, `int`, ...).
     Int(i64),
+    /// A Go `int64` (Sprig's arithmetic, `int64`, `toDecimal`): the same number as an `Int`
+    /// for printing, comparing and converting, but a different type for `typeOf`, `kindOf`,
+    /// `deepEqual` and functions that switch on the type (`durationRound`, `duration`).
+    Int64(i64),
     /// A Go `float64`.
     Float(f64),
     /// A Go `string`.
@@ -81,7 +85,7 @@ pub fn deep_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Nil, Value::Nil) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) | (Value::Int64(x), Value::Int64(y)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::Bytes(x), Value::Bytes(y)) => x == y,
@@ -179,7 +183,7 @@ impl Value {
         match self {
             Value::Nil => false,
             Value::Bool(b) => *b,
-            Value::Int(i) => *i != 0,
+            Value::Int(i) | Value::Int64(i) => *i != 0,
             Value::Float(f) => *f != 0.0,
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
@@ -195,6 +199,7 @@ impl Value {
             Value::Nil => "<nil>".into(),
             Value::Bool(_) => "bool".into(),
             Value::Int(_) => "int".into(),
+            Value::Int64(_) => "int64".into(),
             Value::Float(_) => "float64".into(),
             Value::Str(_) => "string".into(),
             Value::List(_) => "[]interface {}".into(),
@@ -210,6 +215,7 @@ impl Value {
             Value::Nil => "invalid",
             Value::Bool(_) => "bool",
             Value::Int(_) => "int",
+            Value::Int64(_) => "int64",
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
             Value::List(_) | Value::Bytes(_) => "slice",
@@ -230,7 +236,7 @@ impl Value {
         match self {
             Value::Nil => out.push_str("<nil>"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => {
+            Value::Int(i) | Value::Int64(i) => {
                 let _ = write!(out, "{i}");
             }
             Value::Float(f) => out.push_str(&format_float_g(*f)),

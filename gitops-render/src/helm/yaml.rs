@@ -407,7 +407,7 @@ fn write_json(v: &Value, out: &mut String, indent: Option<&str>, level: usize) {
     match v {
         Value::Nil => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => {
+        Value::Int(i) | Value::Int64(i) => {
             let _ = write!(out, "{i}");
         }
         Value::Float(f) => out.push_str(&format_float_json(*f)),
@@ -556,7 +556,7 @@ fn scalar_of(v: &Value) -> Option<Scalar> {
     Some(match v {
         Value::Nil => Scalar::Null,
         Value::Bool(b) => Scalar::Bool(*b),
-        Value::Int(i) => Scalar::Int(i.to_string()),
+        Value::Int(i) | Value::Int64(i) => Scalar::Int(i.to_string()),
         Value::Float(f) => {
             let j = format_float_json(*f);
             // JSON text decoded by go-yaml: integers stay integers when they fit.
