@@ -572,23 +572,29 @@ fn reformat_exec_error(filename: &str, msg: &str) -> String {
     msg.to_string()
 }
 
-fn crd_objects(c: &Chart, parent_path: Option<&str>, out: &mut Vec<(String, String)>) {
+/// The CRD files of the chart and its subcharts (path, text). Each file's bytes move into the
+/// text when nothing else holds them (no copy); otherwise they are copied.
+fn crd_objects(c: &mut Chart, parent_path: Option<&str>, out: &mut Vec<(String, String)>) {
     let full_path = match parent_path {
         None => c.name.clone(),
         Some(p) => format!("{p}/charts/{}", c.name),
     };
-    for (name, data) in &c.files {
+    for (name, data) in &mut c.files {
         if name.starts_with("crds/")
             && (name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json"))
         {
-            let text = match std::str::from_utf8(data) {
-                Ok(t) => t.to_owned(),
-                Err(_) => String::from_utf8_lossy(data).into_owned(),
+            let text = match Rc::try_unwrap(std::mem::take(data)) {
+                Ok(bytes) => super::chart::into_string_lossy(bytes),
+                Err(shared) => {
+                    let text = String::from_utf8_lossy(&shared).into_owned();
+                    *data = shared;
+                    text
+                }
             };
             out.push((format!("{full_path}/{name}"), text));
         }
     }
-    for sub in &c.subcharts {
+    for sub in &mut c.subcharts {
         crd_objects(sub, Some(&full_path), out);
     }
 }
@@ -782,7 +788,10 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
     all.extend(hooks);
     let mut crds = Vec::new();
     if opts.include_crds {
-        crd_objects(&chart, None, &mut crds);
+        // The templates' data (and the `.Files` they share with the chart) go first, so that
+        // the CRD files' bytes are the chart's alone.
+        drop(tpls);
+        crd_objects(&mut chart, None, &mut crds);
     }
     Ok(Rendered {
         manifests: all,
