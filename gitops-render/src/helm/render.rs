@@ -543,6 +543,21 @@ fn collect_templates(
     next
 }
 
+/// A template's text as a map key: hashed by its length and its first and last bytes (not the
+/// whole text), compared whole.
+#[derive(PartialEq, Eq)]
+struct TextKey<'t>(&'t str);
+
+impl std::hash::Hash for TextKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        const ENDS: usize = 128;
+        let b = self.0.as_bytes();
+        h.write_usize(b.len());
+        h.write(&b[..b.len().min(ENDS)]);
+        h.write(&b[b.len().saturating_sub(ENDS)..]);
+    }
+}
+
 /// Helm's parse order: deeper paths first, then reverse lexical order.
 fn sort_templates(keys: Vec<String>) -> Vec<String> {
     let mut k = keys;
@@ -659,11 +674,14 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
     let fmap = funcs::func_map();
     let mut set = Set::default();
     // Identical files (a library chart vendored by several subcharts) are parsed once.
-    let mut parsed_texts: std::collections::HashMap<&str, template::Parsed, template::FastHash> =
-        std::collections::HashMap::default();
+    let mut parsed_texts: std::collections::HashMap<
+        TextKey<'_>,
+        template::Parsed,
+        template::FastHash,
+    > = std::collections::HashMap::default();
     for k in &keys {
         let r = &tpls[k];
-        if let Some(p) = parsed_texts.get(&*r.text) {
+        if let Some(p) = parsed_texts.get(&TextKey(&r.text)) {
             set.add(p.renamed(k));
             continue;
         }
@@ -682,7 +700,7 @@ pub fn render(mut chart: Chart, opts: &RenderOptions) -> Result<Rendered, HelmEr
                 }
             })?;
         set.add(parsed.renamed(k));
-        parsed_texts.insert(&r.text, parsed);
+        parsed_texts.insert(TextKey(&r.text), parsed);
     }
     drop(parsed_texts);
     let limits = Limits {

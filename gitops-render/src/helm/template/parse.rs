@@ -871,20 +871,31 @@ pub fn parse_shared(
         });
     }
     let items = lex(name, text)?;
+    // Sized from the token count (a template has about one node, operand or name per three
+    // or four tokens), so that the vectors seldom grow while parsing.
+    let n = items.len();
+    let arena = Arena {
+        nodes: Vec::with_capacity(n / 4 + 1),
+        pipes: Vec::new(),
+        cmds: Vec::with_capacity(n / 8 + 1),
+        args: Vec::with_capacity(n / 4 + 1),
+        names: Vec::with_capacity(n / 4 + 1),
+        ..Arena::default()
+    };
     let mut p = Parser {
         name,
         src: text,
         items,
         i: 0,
         defines: Vec::new(),
-        arena: Arena::default(),
-        scratch_nodes: Vec::new(),
-        scratch_cmds: Vec::new(),
-        scratch_args: Vec::new(),
+        arena,
+        scratch_nodes: Vec::with_capacity(64),
+        scratch_cmds: Vec::with_capacity(16),
+        scratch_args: Vec::with_capacity(16),
         vars: vec!["$"],
         funcs,
         range_depth: 0,
-        interned: HashMap::default(),
+        interned: HashMap::with_capacity_and_hasher(n / 16 + 8, FastHash::default()),
     };
     let (root, end) = p.item_list(true)?;
     if let Some(e) = end {
