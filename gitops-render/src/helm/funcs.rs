@@ -76,8 +76,41 @@ pub fn to_f64(v: &Value) -> f64 {
     }
 }
 
+/// [`strval`] without a copy when the value is a string.
+pub fn strval_cow(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::Str(s) => std::borrow::Cow::Borrowed(s),
+        other => std::borrow::Cow::Owned(strval(other)),
+    }
+}
+
 fn s(args: &[Value], i: usize) -> String {
     args.get(i).map(strval).unwrap_or_default()
+}
+
+/// Argument `i` as a string (empty when missing), borrowed when it is one.
+fn sv(args: &[Value], i: usize) -> std::borrow::Cow<'_, str> {
+    args.get(i)
+        .map(strval_cow)
+        .unwrap_or(std::borrow::Cow::Borrowed(""))
+}
+
+/// `indent`/`nindent`: every line of `text` after `pad` spaces, in one pass.
+fn indent(text: &str, pad: i64, leading_newline: bool) -> Value {
+    let pad = pad.max(0) as usize;
+    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut out = String::with_capacity(text.len() + lines * pad + 1);
+    if leading_newline {
+        out.push('\n');
+    }
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.extend(std::iter::repeat_n(' ', pad));
+        out.push_str(line);
+    }
+    Value::from(out)
 }
 
 fn list_of(v: &Value) -> Option<Vec<Value>> {
@@ -282,9 +315,9 @@ pub fn func_map() -> FuncMap {
     });
     f!("toYaml", |_, a| {
         arity("toYaml", a, 1)?;
-        Ok(Value::from(
-            yaml::to_yaml(&a[0]).trim_end_matches('\n').to_string(),
-        ))
+        let mut y = yaml::to_yaml(&a[0]);
+        y.truncate(y.trim_end_matches('\n').len());
+        Ok(Value::from(y))
     });
     f!("mustToYaml", |_, a| {
         arity("mustToYaml", a, 1)?;
@@ -494,7 +527,7 @@ pub fn func_map() -> FuncMap {
     // --- Sprig: strings
     f!("trim", |_, a| {
         arity("trim", a, 1)?;
-        Ok(Value::from(s(a, 0).trim_matches(go_space)))
+        Ok(Value::from(sv(a, 0).trim_matches(go_space)))
     });
     f!("trimAll", |_, a| {
         arity("trimAll", a, 2)?;
@@ -610,7 +643,7 @@ pub fn func_map() -> FuncMap {
         let parts: Vec<String> = a
             .iter()
             .filter(|v| !v.is_nil())
-            .map(|v| go_quote(&strval(v)))
+            .map(|v| go_quote(&strval_cow(v)))
             .collect();
         Ok(Value::from(parts.join(" ")))
     });
@@ -628,19 +661,11 @@ pub fn func_map() -> FuncMap {
     });
     f!("indent", |_, a| {
         arity("indent", a, 2)?;
-        let pad = " ".repeat(to_i64(&a[0]).max(0) as usize);
-        Ok(Value::from(format!(
-            "{pad}{}",
-            s(a, 1).replace('\n', &format!("\n{pad}"))
-        )))
+        Ok(indent(&sv(a, 1), to_i64(&a[0]), false))
     });
     f!("nindent", |_, a| {
         arity("nindent", a, 2)?;
-        let pad = " ".repeat(to_i64(&a[0]).max(0) as usize);
-        Ok(Value::from(format!(
-            "\n{pad}{}",
-            s(a, 1).replace('\n', &format!("\n{pad}"))
-        )))
+        Ok(indent(&sv(a, 1), to_i64(&a[0]), true))
     });
     f!("replace", |_, a| {
         arity("replace", a, 3)?;
