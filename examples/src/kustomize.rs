@@ -17,7 +17,7 @@ use gitops_apply::{
 use gitops_events::Severity;
 use gitops_render::DynamicObject;
 use gitops_render::flux::{FluxKustomization, Substitution, clean_relative};
-use gitops_source::{Digest, FetchLimits, fetch_artifact};
+use gitops_source::{Digest, FetchLimits};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::config::Kubeconfig;
@@ -32,6 +32,10 @@ use serde::{Deserialize, Serialize};
 use crate::events::EventRecorder;
 use crate::meta::{self, Condition};
 use crate::source::GitRepository;
+
+pub mod artifacts;
+
+pub use artifacts::{Artifact, ArtifactCache, ArtifactCacheError, Lease};
 
 /// The owner label group of objects a Kustomization applies.
 pub const OWNER_GROUP: &str = "kustomize.toolkit.fluxcd.io";
@@ -339,6 +343,8 @@ pub struct KustomizationContext {
     /// The back-off of reconciles that fail at the API level (Flux's `--min-retry-delay` and
     /// `--max-retry-delay`: 750 ms doubling up to 15 min).
     pub retry_backoff: Backoff,
+    /// Verified extractions of artifacts, shared by the Kustomizations of a source.
+    pub artifacts: ArtifactCache,
     managers: Mutex<Managers>,
     failures: Mutex<HashMap<(String, String), u32>>,
 }
@@ -372,6 +378,11 @@ impl Backoff {
     }
 }
 
+/// Extracted artifact bytes kept on disk beyond the builds in flight.
+const ARTIFACT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
+/// How long an unused artifact extraction is kept.
+const ARTIFACT_CACHE_IDLE: Duration = Duration::from_secs(60 * 60);
+
 /// The default key of a kubeConfig Secret, then the one Flux falls back to.
 const KUBECONFIG_KEYS: [&str; 2] = ["value", "value.yaml"];
 
@@ -385,6 +396,11 @@ impl KustomizationContext {
             requeue_dependency: Duration::from_secs(30),
             fetch_limits: FetchLimits::default(),
             retry_backoff: Backoff::default(),
+            artifacts: ArtifactCache::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ARTIFACT_CACHE_BYTES,
+                ARTIFACT_CACHE_IDLE,
+            ),
             managers: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         }
@@ -548,6 +564,9 @@ async fn read_kubeconfig(
     ))
 }
 
+/// kubectl's client-side apply annotation (a full copy of the object).
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
 
 /// Runs the Kustomization controller; a change of a GitRepository's artifact triggers the
@@ -563,8 +582,16 @@ pub async fn run(
     // `reconcile.fluxcd.io/requestedAt`, its finalizers or its deletion change, not when the
     // controller's own status write comes back through the watch.
     let (reader, writer) = reflector::store();
+    // The store keeps every Kustomization: without managedFields and kubectl's last-applied
+    // annotation (as Flux's cache transforms), which the reconcile never reads.
     let trigger = watcher(api, config)
         .default_backoff()
+        .modify(|ks: &mut Kustomization| {
+            ks.metadata.managed_fields = None;
+            if let Some(annotations) = ks.metadata.annotations.as_mut() {
+                annotations.remove(LAST_APPLIED_ANNOTATION);
+            }
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(reconcile_trigger, PredicateConfig::default());
@@ -1033,24 +1060,12 @@ async fn run_pipeline(
         })?
         .parse()
         .map_err(|e| Failure::new("ArtifactFailed", format!("artifact digest: {e}")))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("kustomization-")
-        .tempdir()
-        .map_err(|e| {
-            Failure::new(
-                "ArtifactFailed",
-                format!("creating a temporary directory: {e}"),
-            )
-        })?;
-    let root = tmp.path().join("source");
-    fetch_artifact(&url, &digest, &root, ctx.fetch_limits)
+    // One verified extraction per artifact digest, shared by the source's Kustomizations.
+    let artifact = ctx
+        .artifacts
+        .fetch(&source_id, &url, &digest, ctx.fetch_limits)
         .await
-        .map_err(|e| {
-            Failure::new(
-                "ArtifactFailed",
-                format!("failed to download artifact from {url}: {e}"),
-            )
-        })?;
+        .map_err(|e| Failure::new("ArtifactFailed", e.to_string()))?;
 
     // Variables first (they live in the cluster), then build off the async threads: rendering
     // big trees is CPU work.
@@ -1067,12 +1082,23 @@ async fn run_pipeline(
         Some(post_build) => Some(substitution_vars(&ctx.client, &namespace, post_build).await?),
         None => None,
     };
+    // This build's private working copy (Flux's build writes into the tree).
+    let mut lease = artifact
+        .lease()
+        .await
+        .map_err(|e| Failure::new("ArtifactFailed", e.to_string()))?;
     let spec_for_build = spec.clone();
-    let build_root = root.clone();
-    let objects =
-        tokio::task::spawn_blocking(move || build(&build_root, &rel, &spec_for_build, vars))
-            .await
-            .map_err(|e| Failure::new("BuildFailed", format!("build task: {e}")))??;
+    let (objects, lease) = tokio::task::spawn_blocking(move || {
+        let before = lease.snapshot(&rel);
+        let built = build(lease.root(), &rel, &spec_for_build, vars);
+        lease.release_if_unchanged(&rel, &before);
+        (built, lease)
+    })
+    .await
+    .map_err(|e| Failure::new("BuildFailed", format!("build task: {e}")))?;
+    // The copy goes back to the pool before the (long) apply.
+    drop(lease);
+    let objects = objects?;
 
     // Apply, prune, wait.
     let manager = ctx.manager(ks).await?;

@@ -7,6 +7,8 @@ use crate::meta::{self, Condition};
 
 /// `gotk_reconcile_duration_seconds`: how long a reconcile took.
 pub const RECONCILE_DURATION: &str = "gotk_reconcile_duration_seconds";
+/// The buckets of [`RECONCILE_DURATION`], Flux's (`prometheus.ExponentialBuckets(10e-3, 10, 5)`).
+pub const RECONCILE_DURATION_BUCKETS: [f64; 5] = [0.01, 0.1, 1.0, 10.0, 100.0];
 /// `gotk_reconcile_condition`: 1 for the object's current Ready status, 0 for the others.
 pub const RECONCILE_CONDITION: &str = "gotk_reconcile_condition";
 /// `gotk_suspend_status`: 1 when the object is suspended.

@@ -162,8 +162,18 @@ async fn serve_health(addr: SocketAddr, ready: Arc<AtomicBool>) -> anyhow::Resul
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (client, client_config) = client(args.kubeconfig.as_ref()).await?;
+    // A histogram with Flux's buckets (ExponentialBuckets(10e-3, 10, 5)): a few counters per
+    // object, where the exporter's default summary keeps a quantile sketch of up to hundreds
+    // of KiB per object.
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(args.metrics_addr)
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                gitops_examples::metrics::RECONCILE_DURATION.to_string(),
+            ),
+            &gitops_examples::metrics::RECONCILE_DURATION_BUCKETS,
+        )
+        .context("the reconcile duration buckets")?
         .install()
         .with_context(|| format!("serving metrics on {}", args.metrics_addr))?;
     let ready = Arc::new(AtomicBool::new(false));
