@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use gitops_apply::client::client_from_kubeconfig;
+use gitops_apply::health_exprs::{HealthCheckExprSpec, HealthCheckExprs};
 use gitops_apply::{
     ApplyOptions, Impersonation, Inventory, InventoryEntry, Owner, PruneOptions, ReconcileOptions,
     ResourceManager,
@@ -127,6 +128,61 @@ pub struct KustomizationSpec {
     /// Wait for every applied object to be ready (replaces `healthChecks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<bool>,
+    /// CEL health checks for kinds whose status kstatus cannot judge (Flux's RFC-0009).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_exprs: Option<Vec<CustomHealthCheck>>,
+}
+
+/// `spec.healthCheckExprs[]`: CEL expressions over the live object deciding the health of
+/// every object of one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomHealthCheck {
+    /// The API version of the kind (only its group is matched).
+    pub api_version: String,
+    /// The kind.
+    pub kind: String,
+    /// True when the object has reached its desired state.
+    pub current: String,
+    /// True when the object is still making progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<String>,
+    /// True when the object failed to reach its desired state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// A Kustomization's compiled `healthCheckExprs`, with the text they came from (part of the
+/// cached resource manager's identity, so that an edit takes effect).
+#[derive(Default)]
+struct HealthChecks {
+    compiled: HealthCheckExprs,
+    key: String,
+}
+
+impl HealthChecks {
+    fn of(spec: &KustomizationSpec) -> Result<Self, Failure> {
+        let entries = spec.health_check_exprs.as_deref().unwrap_or_default();
+        if entries.is_empty() {
+            return Ok(Self::default());
+        }
+        let specs: Vec<HealthCheckExprSpec> = entries
+            .iter()
+            .map(|c| HealthCheckExprSpec {
+                api_version: c.api_version.clone(),
+                kind: c.kind.clone(),
+                current: c.current.clone(),
+                in_progress: c.in_progress.clone(),
+                failed: c.failed.clone(),
+            })
+            .collect();
+        let compiled = HealthCheckExprs::compile(&specs)
+            .map_err(|e| Failure::new("InvalidCELExpression", e.to_string()))?;
+        Ok(Self {
+            compiled,
+            key: serde_json::to_string(&specs).unwrap_or_default(),
+        })
+    }
 }
 
 /// `spec.patches[]`: a strategic merge or JSON 6902 patch, optionally targeted.
@@ -415,7 +471,11 @@ impl KustomizationContext {
     /// The resource manager of a Kustomization: on the controller's cluster as the controller,
     /// or impersonating `serviceAccountName`, or on the cluster of `kubeConfig` (impersonating
     /// the service account there when both are set), as Flux does.
-    async fn manager(&self, ks: &Kustomization) -> Result<Arc<ResourceManager>, Failure> {
+    async fn manager(
+        &self,
+        ks: &Kustomization,
+        checks: &HealthChecks,
+    ) -> Result<Arc<ResourceManager>, Failure> {
         let namespace = ks.namespace().unwrap_or_default();
         let name = ks.name_any();
         let impersonation = ks
@@ -434,12 +494,13 @@ impl KustomizationContext {
                 let (kubeconfig, version) =
                     read_kubeconfig(&self.client, &namespace, &reference.secret_ref).await?;
                 let identity = format!(
-                    "kubeconfig:{}@{version}:{}",
+                    "kubeconfig:{}@{version}:{}{}",
                     reference.secret_ref.name,
                     impersonation
                         .as_ref()
                         .map(Impersonation::user_name)
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    checks.key
                 );
                 if let Some(m) = self.cached(&namespace, &name, &identity) {
                     return Ok(m);
@@ -450,15 +511,16 @@ impl KustomizationContext {
                 (identity, client)
             }
             None => match &impersonation {
-                None => ("controller".to_string(), self.client.clone()),
+                None => (format!("controller{}", checks.key), self.client.clone()),
                 Some(imp) => {
-                    let identity = imp.user_name();
+                    let user = imp.user_name();
+                    let identity = format!("{user}{}", checks.key);
                     if let Some(m) = self.cached(&namespace, &name, &identity) {
                         return Ok(m);
                     }
                     let mut config = self.client_config.clone().ok_or_else(|| {
                         fail(format!(
-                            "failed to build kube client: impersonating '{identity}' needs the controller's client configuration"
+                            "failed to build kube client: impersonating '{user}' needs the controller's client configuration"
                         ))
                     })?;
                     imp.apply_to(&mut config);
@@ -471,10 +533,13 @@ impl KustomizationContext {
         if let Some(m) = self.cached(&namespace, &name, &identity) {
             return Ok(m);
         }
-        let manager = Arc::new(ResourceManager::new(
-            client,
-            Owner::new(FIELD_MANAGER, OWNER_GROUP, &name, &namespace),
-        ));
+        let manager = Arc::new(
+            ResourceManager::new(
+                client,
+                Owner::new(FIELD_MANAGER, OWNER_GROUP, &name, &namespace),
+            )
+            .with_health_checks(checks.compiled.clone()),
+        );
         self.managers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -813,7 +878,7 @@ async fn cleanup(
                 .unwrap_or_default(),
         };
         let objects = inventory.objects().unwrap_or_default();
-        let manager = match ctx.manager(&ks).await {
+        let manager = match ctx.manager(&ks, &HealthChecks::default()).await {
             Ok(manager) => manager,
             Err(failure) => {
                 // As Flux: without a client the objects cannot be pruned; say so and let the
@@ -1101,7 +1166,7 @@ async fn run_pipeline(
     let objects = objects?;
 
     // Apply, prune, wait.
-    let manager = ctx.manager(ks).await?;
+    let manager = ctx.manager(ks, &HealthChecks::of(&ks.spec)?).await?;
     let previous = Inventory {
         entries: status
             .inventory

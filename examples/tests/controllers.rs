@@ -554,25 +554,21 @@ async fn requested_at_triggers_a_reconcile() {
     // A new commit is not seen before the 1h interval, unless a reconcile is requested.
     let second = env.commit(&[("deploy/cm.yaml", Some(&config_map("two")))]);
     let requested = env.request_reconcile::<GitRepository>("app").await;
-    let repo = until("the new artifact", || async {
+    // A reconcile already under way may pick up the commit first; the request must still be
+    // handled, and the new artifact must appear.
+    until("the new artifact and the request handled", || async {
         let r = env.api::<GitRepository>().get("app").await.expect("get");
-        let rev = r
-            .status
-            .as_ref()
-            .and_then(|s| s.artifact.as_ref())
-            .map(|a| a.revision.clone());
+        let status = r.status.unwrap_or_default();
+        let rev = status.artifact.as_ref().map(|a| a.revision.clone());
+        let handled = status.last_handled_reconcile_at;
         (
-            rev.as_deref()
-                .is_some_and(|rev| rev.ends_with(&second))
-                .then(|| r.clone()),
-            format!("{rev:?}"),
+            (rev.as_deref().is_some_and(|rev| rev.ends_with(&second))
+                && handled.as_deref() == Some(requested.as_str()))
+            .then_some(()),
+            format!("{rev:?}, handled {handled:?}"),
         )
     })
     .await;
-    assert_eq!(
-        repo.status.and_then(|s| s.last_handled_reconcile_at),
-        Some(requested)
-    );
     ks_ready_at(&env, "apps", &second).await;
     let requested = env.request_reconcile::<Kustomization>("apps").await;
     until("Kustomization lastHandledReconcileAt", || async {
@@ -1249,5 +1245,102 @@ async fn a_receiver_resource_filter_selects_which_resources_are_asked_to_reconci
         (v.clone(), format!("{v:?}"))
     })
     .await;
+    env.stop().await;
+}
+
+const SPROCKET_FILES: [(&str, &str); 2] = [
+    (
+        "gears/crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: sprockets.example.com\nspec:\n  group: example.com\n  names:\n    kind: Sprocket\n    listKind: SprocketList\n    plural: sprockets\n    singular: sprocket\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    subresources:\n      status: {}\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
+    ),
+    (
+        "gears/sprocket.yaml",
+        "apiVersion: example.com/v1\nkind: Sprocket\nmetadata:\n  name: main\n  namespace: flux-system\nspec:\n  teeth: 12\n",
+    ),
+];
+
+fn sprockets(client: &Client) -> Api<kube::core::DynamicObject> {
+    let resource = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("example.com", "v1", "Sprocket"),
+        "sprockets",
+    );
+    Api::namespaced_with(client.clone(), NS, &resource)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_check_exprs_decide_when_a_custom_resource_is_ready() {
+    let env = Env::start(&SPROCKET_FILES).await;
+    env.git_repository("app", "1h").await;
+    let head = env.repo.head().expect("head");
+    // A bad expression is refused before anything is applied.
+    env.kustomization(
+        "bad-cel",
+        serde_json::json!({"path": "./gears", "wait": true, "healthCheckExprs": [
+            {"apiVersion": "example.com/v1", "kind": "Sprocket", "current": "status.phase =="}
+        ]}),
+    )
+    .await;
+    let failed = ks_failed(&env, "bad-cel", "InvalidCELExpression", Some(&head)).await;
+    let message = ready_message(&failed);
+    assert!(
+        message.contains("healthCheckExprs[0] (example.com/v1 Sprocket)"),
+        "{message}"
+    );
+    env.api::<Kustomization>()
+        .delete("bad-cel", &Default::default())
+        .await
+        .expect("delete bad-cel");
+
+    env.kustomization(
+        "gears",
+        serde_json::json!({"path": "./gears", "wait": true, "timeout": "20s", "healthCheckExprs": [
+            {"apiVersion": "example.com/v1", "kind": "Sprocket",
+             "current": "status.phase == 'Running'", "failed": "status.phase == 'Broken'"}
+        ]}),
+    )
+    .await;
+    // kstatus alone would call a Sprocket without conditions ready at once; the expression
+    // keeps the Kustomization waiting until the operator (this test) says Running.
+    let api = sprockets(&env.client);
+    until("the Sprocket applied", || async {
+        let found = api.get_opt("main").await.expect("get").is_some();
+        (found.then_some(()), format!("exists: {found}"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ks = env.api::<Kustomization>().get("gears").await.expect("get");
+    assert!(
+        !meta::is_ready(
+            &ks.status.clone().unwrap_or_default().conditions,
+            ks.metadata.generation
+        ),
+        "Ready before the Sprocket runs: {:?}",
+        ks.status
+    );
+    let phase = |phase: &str| serde_json::json!({"status": {"phase": phase}});
+    api.patch_status(
+        "main",
+        &PatchParams::default(),
+        &Patch::Merge(phase("Running")),
+    )
+    .await
+    .expect("status");
+    ks_ready_at(&env, "gears", &head).await;
+
+    // Broken: the next reconcile fails its health check, saying which expression held.
+    api.patch_status(
+        "main",
+        &PatchParams::default(),
+        &Patch::Merge(phase("Broken")),
+    )
+    .await
+    .expect("status");
+    env.request_reconcile::<Kustomization>("gears").await;
+    let failed = ks_failed(&env, "gears", "HealthCheckFailed", Some(&head)).await;
+    let message = ready_message(&failed);
+    assert!(
+        message.contains("Sprocket/flux-system/main") && message.contains("failed is true"),
+        "{message}"
+    );
     env.stop().await;
 }
