@@ -19,12 +19,14 @@ fn case_dir() -> PathBuf {
         .join("../../shared/conformance/helm/cases/bitnami-kube-prometheus-default")
 }
 
-fn render_once(dir: &Path) -> usize {
+/// One render; `parallel` reads the manifests on a second thread (`RenderOptions::parallel`).
+fn render_once(dir: &Path, parallel: bool) -> usize {
     let opts = RenderOptions {
         release_name: "rel".into(),
         namespace: "demo".into(),
         kube_version: "v1.31.0".into(),
         include_crds: true,
+        parallel,
         ..RenderOptions::default()
     };
     template(&dir.join("chart"), &opts)
@@ -46,13 +48,13 @@ fn thread_cpu_ns() -> Option<u64> {
 /// Median wall time and median CPU time of the rendering thread for one render, over `n`
 /// renders, and the mean CPU time of the whole process per render (every thread the engine
 /// may use; the kernel counts it in clock ticks, so only a mean over many renders is exact).
-fn medians(dir: &Path, n: usize) -> (f64, f64, f64) {
+fn medians(dir: &Path, n: usize, parallel: bool) -> (f64, f64, f64) {
     let mut wall = Vec::with_capacity(n);
     let mut cpu = Vec::with_capacity(n);
     let p0 = process_cpu_ns();
     for _ in 0..n {
         let (c0, t) = (thread_cpu_ns(), Instant::now());
-        std::hint::black_box(render_once(dir));
+        std::hint::black_box(render_once(dir, parallel));
         wall.push(t.elapsed().as_secs_f64() * 1e3);
         if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
             cpu.push((b - a) as f64 / 1e6);
@@ -88,7 +90,7 @@ fn bench(c: &mut Criterion) {
             let dir = dir.clone();
             move || {
                 let t = Instant::now();
-                let n = render_once(&dir);
+                let n = render_once(&dir, false);
                 (n, t.elapsed())
             }
         })
@@ -98,39 +100,50 @@ fn bench(c: &mut Criterion) {
     let expected = std::fs::read_to_string(dir.join("expected.yaml")).unwrap();
     assert_eq!(bytes, expected.len(), "output size differs from helm's");
     eprintln!("kube-prometheus: {bytes} bytes of output, first render {first:?}");
-    let (wall, cpu, pcpu) = std::thread::Builder::new()
-        .stack_size(512 * 1024 * 1024)
-        .spawn({
-            let dir = dir.clone();
-            move || medians(&dir, 60)
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-    eprintln!(
-        "kube-prometheus over 60 renders: median wall {wall:.2} ms, median CPU of the \
-         rendering thread {cpu:.2} ms, mean CPU of the process {pcpu:.2} ms"
-    );
+    for parallel in [false, true] {
+        let (wall, cpu, pcpu) = std::thread::Builder::new()
+            .stack_size(512 * 1024 * 1024)
+            .spawn({
+                let dir = dir.clone();
+                move || medians(&dir, 60, parallel)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        eprintln!(
+            "kube-prometheus{} over 60 renders: median wall {wall:.2} ms, median CPU of the \
+             rendering thread {cpu:.2} ms, mean CPU of the process {pcpu:.2} ms",
+            if parallel { " (parallel)" } else { "" }
+        );
+    }
     let mut g = c.benchmark_group("helm");
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(20);
-    g.bench_function("kube-prometheus in-process", |b| {
-        b.iter_custom(|iters| {
-            let dir = dir.clone();
-            std::thread::Builder::new()
-                .stack_size(512 * 1024 * 1024)
-                .spawn(move || {
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        std::hint::black_box(render_once(&dir));
-                    }
-                    t.elapsed()
-                })
-                .unwrap()
-                .join()
-                .unwrap()
-        })
-    });
+    for (name, parallel) in [
+        ("kube-prometheus in-process", false),
+        (
+            "kube-prometheus in-process, manifests on a second thread",
+            true,
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let dir = dir.clone();
+                std::thread::Builder::new()
+                    .stack_size(512 * 1024 * 1024)
+                    .spawn(move || {
+                        let t = Instant::now();
+                        for _ in 0..iters {
+                            std::hint::black_box(render_once(&dir, parallel));
+                        }
+                        t.elapsed()
+                    })
+                    .unwrap()
+                    .join()
+                    .unwrap()
+            })
+        });
+    }
     g.finish();
 }
 

@@ -22,8 +22,9 @@ fn strings(args: &serde_json::Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Renders a fixture the way `regen.sh` invokes helm.
-fn render(dir: &Path) -> Result<String, String> {
+/// Renders a fixture the way `regen.sh` invokes helm (`parallel`: manifests read on a second
+/// thread, which must not change the output or the error).
+fn render(dir: &Path, parallel: bool) -> Result<String, String> {
     let args: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("args.json")).map_err(|e| e.to_string())?,
     )
@@ -64,6 +65,7 @@ fn render(dir: &Path) -> Result<String, String> {
                 include_crds: b("includeCrds"),
                 skip_tests: b("skipTests"),
                 values,
+                parallel,
                 ..RenderOptions::default()
             };
             template(&chart, &opts)
@@ -109,7 +111,13 @@ fn fixtures_render_exactly_like_helm() {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let got = render(dir);
+        let got = render(dir, false);
+        let got_parallel = render(dir, true);
+        if got_parallel != got {
+            failures.push(format!(
+                "{name}: rendering with a second thread differs: {got_parallel:?} vs {got:?}"
+            ));
+        }
         if let Ok(want) = std::fs::read_to_string(dir.join("expected.yaml")) {
             match got {
                 Ok(out) if out == want => {}
