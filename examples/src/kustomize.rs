@@ -12,8 +12,8 @@ use futures::StreamExt as _;
 use gitops_apply::client::client_from_kubeconfig;
 use gitops_apply::health_exprs::{HealthCheckExprSpec, HealthCheckExprs};
 use gitops_apply::{
-    ApplyOptions, Impersonation, Inventory, InventoryEntry, Owner, PruneOptions, ReconcileOptions,
-    ResourceManager,
+    ApplyOptions, DiscoveryCache, Impersonation, Inventory, InventoryEntry, Owner, PruneOptions,
+    ReconcileOptions, ResourceManager,
 };
 use gitops_events::Severity;
 use gitops_render::DynamicObject;
@@ -402,6 +402,9 @@ pub struct KustomizationContext {
     /// Verified extractions of artifacts, shared by the Kustomizations of a source.
     pub artifacts: ArtifactCache,
     managers: Mutex<Managers>,
+    /// Discovery of the controller's cluster, shared by every Kustomization applying there
+    /// (as itself or impersonating); a `kubeConfig` cluster gets a cache of its own.
+    discovery: Arc<DiscoveryCache>,
     failures: Mutex<HashMap<(String, String), u32>>,
 }
 
@@ -458,6 +461,7 @@ impl KustomizationContext {
                 ARTIFACT_CACHE_IDLE,
             ),
             managers: Mutex::new(HashMap::new()),
+            discovery: Arc::new(DiscoveryCache::new()),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -533,13 +537,15 @@ impl KustomizationContext {
         if let Some(m) = self.cached(&namespace, &name, &identity) {
             return Ok(m);
         }
-        let manager = Arc::new(
-            ResourceManager::new(
-                client,
-                Owner::new(FIELD_MANAGER, OWNER_GROUP, &name, &namespace),
-            )
-            .with_health_checks(checks.compiled.clone()),
-        );
+        let mut manager = ResourceManager::new(
+            client,
+            Owner::new(FIELD_MANAGER, OWNER_GROUP, &name, &namespace),
+        )
+        .with_health_checks(checks.compiled.clone());
+        if ks.spec.kube_config.is_none() {
+            manager = manager.with_discovery_cache(self.discovery.clone());
+        }
+        let manager = Arc::new(manager);
         self.managers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -140,7 +140,9 @@ pub use client::{ClientError, Impersonation};
 pub use error::{ApplyError, ApplyFailure, NotReady, WaitError, is_immutable_error};
 pub use health::{Health, Status};
 pub use inventory::{Inventory, InventoryEntry};
-pub use manager::{ObjectDiff, ReconcileError, ReconcileOptions, Reconciled, ResourceManager};
+pub use manager::{
+    DiscoveryCache, ObjectDiff, ReconcileError, ReconcileOptions, Reconciled, ResourceManager,
+};
 pub use object::{ObjMetadata, ObjectRef, ObjectRefError};
 pub use options::{ApplyOptions, DeletionPolicy, Owner, PruneOptions, SsaPolicy};
 

@@ -6,7 +6,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -56,6 +56,24 @@ pub(crate) struct Resolved {
 struct Record {
     desired: [u8; 32],
     live: [u8; 32],
+}
+
+/// Discovery results (kinds by API group and version) that several [`ResourceManager`]s of
+/// one cluster can share, so that a controller with many owners keeps one copy and asks the
+/// API server once per group-version instead of once per owner. Give each cluster its own.
+#[derive(Debug, Default)]
+pub struct DiscoveryCache {
+    kinds: tokio::sync::Mutex<HashMap<(String, String), Arc<KindsOf>>>,
+}
+
+/// The kinds one group-version serves, by kind.
+type KindsOf = HashMap<String, Resolved>;
+
+impl DiscoveryCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
 }
 
 /// One object of the set, prepared for applying.
@@ -126,7 +144,7 @@ pub struct ResourceManager {
     owner: Owner,
     concurrency: usize,
     health_checks: HealthCheckExprs,
-    resources: tokio::sync::Mutex<HashMap<(String, String), HashMap<String, Resolved>>>,
+    discovery: Arc<DiscoveryCache>,
     records: Mutex<HashMap<ObjectRef, Record>>,
 }
 
@@ -326,7 +344,7 @@ impl ResourceManager {
             owner,
             concurrency: 4,
             health_checks: HealthCheckExprs::default(),
-            resources: tokio::sync::Mutex::new(HashMap::new()),
+            discovery: Arc::new(DiscoveryCache::new()),
             records: Mutex::new(HashMap::new()),
         }
     }
@@ -351,6 +369,13 @@ impl ResourceManager {
         self.health_checks
             .health(obj)
             .unwrap_or_else(|| crate::health::compute(obj))
+    }
+
+    /// Shares `cache` with other managers of the same cluster (instead of a cache of its
+    /// own).
+    pub fn with_discovery_cache(mut self, cache: Arc<DiscoveryCache>) -> Self {
+        self.discovery = cache;
+        self
     }
 
     /// The owner identity.
@@ -382,12 +407,12 @@ impl ResourceManager {
     ) -> Result<Option<Resolved>, kube::Error> {
         let (group, version) = split_api_version(api_version);
         let key = (group.to_string(), version.to_string());
-        let mut cache = self.resources.lock().await;
-        if let Some(kinds) = cache.get(&key)
-            && let Some(r) = kinds.get(kind)
-        {
+        let cached = self.discovery.kinds.lock().await.get(&key).cloned();
+        if let Some(r) = cached.as_ref().and_then(|kinds| kinds.get(kind)) {
             return Ok(Some(r.clone()));
         }
+        // The lock is not held across the request: another manager may fetch the same group
+        // at the same time, and the later insert wins with equal content.
         let gv = GroupVersion::gv(group, version);
         let api_group = match discovery::pinned_group(&self.client, &gv).await {
             Ok(g) => g,
@@ -410,13 +435,21 @@ impl ResourceManager {
             })
             .collect();
         let found = kinds.get(kind).cloned();
-        cache.insert(key, kinds);
+        self.discovery
+            .kinds
+            .lock()
+            .await
+            .insert(key, Arc::new(kinds));
         Ok(found)
     }
 
     /// Drops cached discovery for a group (after its CRD changed).
     async fn invalidate_group(&self, group: &str) {
-        self.resources.lock().await.retain(|(g, _), _| g != group);
+        self.discovery
+            .kinds
+            .lock()
+            .await
+            .retain(|(g, _), _| g != group);
     }
 
     pub(crate) fn api(&self, r: &Resolved, namespace: &str) -> Api<DynamicObject> {

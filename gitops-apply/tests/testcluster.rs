@@ -909,3 +909,56 @@ async fn cel_health_checks_decide_the_health_of_the_kind_they_name() {
         other => panic!("expected fail-fast, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn managers_sharing_a_discovery_cache_ask_the_server_once_per_group_version() {
+    let (cluster, client) = start(TestClusterOptions::default()).await;
+    let discovery_requests = |cluster: &TestCluster| {
+        cluster
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/api/v1" || r.path == "/apis/apps/v1")
+            .count()
+    };
+    let shared = Arc::new(gitops_apply::DiscoveryCache::new());
+    let set = |name: &str| {
+        let mut set = objects(&config_maps(name, &["a"]));
+        set.extend(deployment(name));
+        set
+    };
+    let first = ResourceManager::new(
+        client.clone(),
+        Owner::new(MANAGER, GROUP, "one", "flux-system"),
+    )
+    .with_discovery_cache(shared.clone());
+    first
+        .apply_all_staged(&set("one"), &ApplyOptions::default())
+        .await
+        .expect("applies");
+    let after_first = discovery_requests(&cluster);
+    assert!(
+        after_first >= 2,
+        "the first manager discovers v1 and apps/v1"
+    );
+    let second = ResourceManager::new(
+        client.clone(),
+        Owner::new(MANAGER, GROUP, "two", "flux-system"),
+    )
+    .with_discovery_cache(shared);
+    second
+        .apply_all_staged(&set("two"), &ApplyOptions::default())
+        .await
+        .expect("applies");
+    assert_eq!(
+        discovery_requests(&cluster),
+        after_first,
+        "the second manager found every kind in the shared cache"
+    );
+    // A manager with a cache of its own asks again.
+    let third = ResourceManager::new(client, Owner::new(MANAGER, GROUP, "three", "flux-system"));
+    third
+        .apply_all_staged(&set("three"), &ApplyOptions::default())
+        .await
+        .expect("applies");
+    assert!(discovery_requests(&cluster) > after_first);
+}
