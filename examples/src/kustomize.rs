@@ -405,7 +405,7 @@ pub struct KustomizationContext {
     /// Discovery of the controller's cluster, shared by every Kustomization applying there
     /// (as itself or impersonating); a `kubeConfig` cluster gets a cache of its own.
     discovery: Arc<DiscoveryCache>,
-    failures: Mutex<HashMap<(String, String), u32>>,
+    failures: FailureCounts,
 }
 
 /// Resource managers by Kustomization (namespace, name), with the identity they act as.
@@ -437,6 +437,30 @@ impl Backoff {
     }
 }
 
+/// Consecutive failures per object (namespace, name), the count [`Backoff::delay`] takes.
+#[derive(Debug, Default)]
+pub(crate) struct FailureCounts(Mutex<HashMap<(String, String), u32>>);
+
+impl FailureCounts {
+    /// Counts one more consecutive failure of `namespace/name` and returns the count.
+    pub(crate) fn record(&self, namespace: &str, name: &str) -> u32 {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts
+            .entry((namespace.to_string(), name.to_string()))
+            .or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// Forgets the failures of `namespace/name` (it succeeded, or is gone).
+    pub(crate) fn reset(&self, namespace: &str, name: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
 /// Extracted artifact bytes kept on disk beyond the builds in flight.
 const ARTIFACT_CACHE_BYTES: u64 = 1024 * 1024 * 1024;
 /// How long an unused artifact extraction is kept.
@@ -462,7 +486,7 @@ impl KustomizationContext {
             ),
             managers: Mutex::new(HashMap::new()),
             discovery: Arc::new(DiscoveryCache::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: FailureCounts::default(),
         }
     }
 
@@ -567,27 +591,17 @@ impl KustomizationContext {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
+        self.failures.reset(namespace, name);
     }
 
     /// Counts one more consecutive API-level failure and returns the delay before the retry.
     fn next_retry(&self, namespace: &str, name: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures
-            .entry((namespace.to_string(), name.to_string()))
-            .or_insert(0);
-        *n = n.saturating_add(1);
-        self.retry_backoff.delay(*n)
+        self.retry_backoff
+            .delay(self.failures.record(namespace, name))
     }
 
     fn reset_retries(&self, namespace: &str, name: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(namespace.to_string(), name.to_string()));
+        self.failures.reset(namespace, name);
     }
 }
 

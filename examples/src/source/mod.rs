@@ -158,7 +158,7 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
 /// consecutive failures of each object (namespace, name), from which the retry delay grows.
 pub(crate) struct KindContext {
     shared: Arc<SourceContext>,
-    failures: std::sync::Mutex<std::collections::HashMap<(String, String), u32>>,
+    failures: crate::kustomize::FailureCounts,
 }
 
 impl std::ops::Deref for KindContext {
@@ -173,7 +173,7 @@ impl KindContext {
     pub(crate) fn new(shared: Arc<SourceContext>) -> Self {
         KindContext {
             shared,
-            failures: std::sync::Mutex::new(std::collections::HashMap::new()),
+            failures: crate::kustomize::FailureCounts::default(),
         }
     }
 
@@ -188,20 +188,12 @@ impl KindContext {
     /// Counts one more consecutive failure of `namespace/name` and returns the delay before
     /// its retry.
     pub(crate) fn next_retry(&self, namespace: &str, name: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures
-            .entry((namespace.to_string(), name.to_string()))
-            .or_insert(0);
-        *n = n.saturating_add(1);
-        self.backoff().delay(*n)
+        self.backoff().delay(self.failures.record(namespace, name))
     }
 
     /// Forgets the failures of `namespace/name` (it succeeded, or is gone).
     pub(crate) fn reset_retries(&self, namespace: &str, name: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(namespace.to_string(), name.to_string()));
+        self.failures.reset(namespace, name);
     }
 }
 
