@@ -2,7 +2,7 @@
 
 use std::net::TcpStream;
 
-use gitops_testkit::servers::{S3Server, ServerError};
+use gitops_testkit::servers::{S3Server, ServerError, TestCa};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -158,4 +158,75 @@ async fn require_auth_accepts_only_the_generated_key() {
     }
     // The Debug form names the key id, never the secret.
     assert!(!format!("{server:?}").contains(server.secret_key()));
+}
+
+/// object_store's client with our own reqwest client, which can present a certificate.
+#[derive(Debug)]
+struct Reqwest(reqwest::Client);
+
+impl object_store::client::HttpConnector for Reqwest {
+    fn connect(
+        &self,
+        _: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        Ok(object_store::client::HttpClient::new(self.0.clone()))
+    }
+}
+
+/// Behind the TLS front with client certificates required: a signing client with the CA and a
+/// certificate it issued reads the bucket; the same client without a certificate is refused.
+#[tokio::test]
+async fn a_tls_front_requiring_client_certificates() {
+    let ca = TestCa::generate().expect("ca");
+    let server = S3Server::builder()
+        .tls_with_ca(&ca)
+        .require_client_cert()
+        .start()
+        .expect("moto");
+    assert!(server.endpoint().starts_with("https://127.0.0.1:"));
+    server
+        .put_object("a.yaml", b"kind: ConfigMap\n")
+        .expect("seed");
+    let roots = reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).expect("ca pem");
+    let client = ca.issue_client_cert("alice").expect("client cert");
+    let identity =
+        reqwest::Identity::from_pem(format!("{}\n{}", client.cert_pem, client.key_pem).as_bytes())
+            .expect("identity");
+    let signing = |http: reqwest::Client| {
+        AmazonS3Builder::new()
+            .with_endpoint(server.endpoint())
+            .with_region(server.region())
+            .with_bucket_name(server.bucket())
+            .with_access_key_id(server.access_key())
+            .with_secret_access_key(server.secret_key())
+            .with_virtual_hosted_style_request(false)
+            .with_http_connector(Reqwest(http))
+            .build()
+            .expect("S3 client")
+    };
+    let with_cert = signing(
+        reqwest::Client::builder()
+            .add_root_certificate(roots.clone())
+            .identity(identity)
+            .build()
+            .expect("client"),
+    );
+    let got = with_cert
+        .get(&ObjectPath::from("a.yaml"))
+        .await
+        .expect("get with a certificate")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(got.as_ref(), b"kind: ConfigMap\n");
+    let without = signing(
+        reqwest::Client::builder()
+            .add_root_certificate(roots)
+            .build()
+            .expect("client"),
+    );
+    assert!(
+        without.get(&ObjectPath::from("a.yaml")).await.is_err(),
+        "a client without a certificate must be refused"
+    );
 }

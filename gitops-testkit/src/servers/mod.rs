@@ -57,6 +57,7 @@ mod s3;
 mod socks;
 mod ssh;
 mod tls;
+mod tls_front;
 
 pub use error::ServerError;
 pub use git_daemon::{GitDaemon, GitDaemonBuilder};

@@ -1,5 +1,6 @@
 //! An S3-compatible server: moto in server mode (PyPI `moto[server]`), with a bucket created
-//! and, on request, moto's IAM authentication enforced with a generated access key.
+//! and, on request, moto's IAM authentication enforced with a generated access key and a TLS
+//! front (optionally requiring client certificates) before it.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -7,9 +8,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use super::http::TlsMode;
 use super::process::{
     Package, ServerProcess, raw_http, resolve_binary, start_with_port_retry, temp_dir,
 };
+use super::tls::TestCa;
+use super::tls_front::TlsFront;
 use super::{LOCALHOST, ServerError};
 
 /// moto imports a lot of Python before it listens.
@@ -25,6 +29,8 @@ pub struct S3ServerBuilder {
     bucket: String,
     region: String,
     require_auth: bool,
+    tls: TlsMode,
+    client_auth: bool,
     /// The module run with `python -m`; tests swap it to exercise the missing-module path.
     module: &'static str,
 }
@@ -37,6 +43,8 @@ impl Default for S3ServerBuilder {
             bucket: "testkit".to_string(),
             region: "us-east-1".to_string(),
             require_auth: false,
+            tls: TlsMode::Off,
+            client_auth: false,
         }
     }
 }
@@ -65,6 +73,25 @@ impl S3ServerBuilder {
         self
     }
 
+    /// Serves HTTPS with a certificate from a CA generated for this server: clients reach moto
+    /// through a TLS front ([`endpoint`](S3Server::endpoint) is `https://…`).
+    pub fn tls(mut self) -> Self {
+        self.tls = TlsMode::Generate;
+        self
+    }
+
+    /// Serves HTTPS with a certificate from `ca`.
+    pub fn tls_with_ca(mut self, ca: &TestCa) -> Self {
+        self.tls = TlsMode::WithCa(ca.clone());
+        self
+    }
+
+    /// Requires clients to present a certificate issued by the server's CA (mutual TLS).
+    pub fn require_client_cert(mut self) -> Self {
+        self.client_auth = true;
+        self
+    }
+
     /// Uses this Python (a path, or a name on `PATH`) instead of `python3`.
     pub fn python_binary(mut self, python: impl Into<PathBuf>) -> Self {
         self.python = python.into();
@@ -73,6 +100,16 @@ impl S3ServerBuilder {
 
     /// Starts moto and creates the bucket. Returns once the bucket exists.
     pub fn start(self) -> Result<S3Server, ServerError> {
+        let ca = match &self.tls {
+            TlsMode::Off => None,
+            TlsMode::Generate => Some(TestCa::generate()?),
+            TlsMode::WithCa(ca) => Some(ca.clone()),
+        };
+        if self.client_auth && ca.is_none() {
+            return Err(ServerError::InvalidArgument(
+                "moto: client certificates need TLS: call .tls() or .tls_with_ca()".to_string(),
+            ));
+        }
         let bucket_ok = (3..=63).contains(&self.bucket.len())
             && self
                 .bucket
@@ -152,9 +189,14 @@ impl S3ServerBuilder {
         } else {
             None
         };
-        tracing::debug!(port, bucket = %self.bucket, auth = keys.is_some(), "moto S3 server ready");
+        let tls = match ca {
+            Some(ca) => Some((TlsFront::start("moto", &ca, self.client_auth, addr)?, ca)),
+            None => None,
+        };
+        tracing::debug!(port, bucket = %self.bucket, auth = keys.is_some(), tls = tls.is_some(), "moto S3 server ready");
         Ok(S3Server {
             process,
+            tls,
             port,
             bucket: self.bucket,
             region: self.region,
@@ -169,6 +211,9 @@ impl S3ServerBuilder {
 /// [`endpoint`](Self::endpoint). Stops when dropped.
 pub struct S3Server {
     process: ServerProcess,
+    /// The TLS front and its CA, when serving HTTPS.
+    tls: Option<(TlsFront, TestCa)>,
+    /// moto's own (plain HTTP) port.
     port: u16,
     bucket: String,
     region: String,
@@ -181,6 +226,7 @@ impl std::fmt::Debug for S3Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Server")
             .field("port", &self.port)
+            .field("tls", &self.tls.as_ref().map(|(front, _)| front.addr()))
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("access_key", &self.keys.as_ref().map(|(a, _)| a))
@@ -199,19 +245,34 @@ impl S3Server {
         Self::builder().start()
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` (the TLS front) with TLS.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr())
     }
 
-    /// `127.0.0.1:PORT`, as Flux's `Bucket` `spec.endpoint` takes it (with `insecure: true`).
+    /// `127.0.0.1:PORT`, as Flux's `Bucket` `spec.endpoint` takes it (with `insecure: true`
+    /// unless the server speaks TLS).
     pub fn host(&self) -> String {
         self.addr().to_string()
     }
 
-    /// The bound address.
+    /// The address clients connect to: the TLS front with TLS, moto itself otherwise.
     pub fn addr(&self) -> SocketAddr {
+        match &self.tls {
+            Some((front, _)) => front.addr(),
+            None => self.moto_addr(),
+        }
+    }
+
+    /// moto's own plain-HTTP address (behind the TLS front when there is one).
+    fn moto_addr(&self) -> SocketAddr {
         SocketAddr::from((LOCALHOST, self.port))
+    }
+
+    /// The CA that issued the server certificate, with TLS.
+    pub fn ca(&self) -> Option<&TestCa> {
+        self.tls.as_ref().map(|(_, ca)| ca)
     }
 
     /// The region to sign requests for.
@@ -264,9 +325,14 @@ impl S3Server {
         let what = format!("put object {}/{key}", self.bucket);
         if self.keys.is_some() {
             // One unauthenticated action, this PUT; enforcement resumes after it.
-            reset_auth(self.addr(), "1")?;
+            reset_auth(self.moto_addr(), "1")?;
         }
-        match raw_http(self.addr(), "PUT", &format!("/{}/{key}", self.bucket), data) {
+        match raw_http(
+            self.moto_addr(),
+            "PUT",
+            &format!("/{}/{key}", self.bucket),
+            data,
+        ) {
             Ok((200, _)) => Ok(()),
             Ok((status, body)) => Err(ServerError::Setup {
                 server: "moto",
