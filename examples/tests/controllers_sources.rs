@@ -1204,11 +1204,12 @@ spec:
 /// `spec.certSecretRef` with Flux's keys (`ca.crt`, `tls.crt`, `tls.key`) against servers that
 /// require client certificates: Debian's docker-registry with `http.tls.clientcas` (an
 /// OCIRepository, and an OCI HelmRepository whose chart a HelmChart pulls) and an HTTPS Helm
-/// repository requiring client certificates (a HelmRepository and a HelmChart from it). With
+/// repository requiring client certificates (a HelmRepository and a HelmChart from it), and
+/// moto behind a TLS front requiring them (a Bucket). With
 /// the certificate they reach Ready with an artifact; with only the CA the TLS handshake is
 /// refused and Ready=False carries Flux's reason and the server's address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cert_secret_ref_gives_mutual_tls_to_oci_and_helm_sources() {
+async fn cert_secret_ref_gives_mutual_tls_to_oci_helm_and_bucket_sources() {
     let registry = OciRegistry::builder()
         .require_client_certificates()
         .start()
@@ -1397,26 +1398,56 @@ spec:
         failed.message
     );
 
-    // A Bucket cannot present client certificates here: said, not silently ignored.
-    env.apply_yaml::<Bucket>(&format!(
-        "apiVersion: source.toolkit.fluxcd.io/v1
+    // An S3 endpoint behind TLS requiring client certificates (same CA): a Bucket with the
+    // certificate reaches Ready with the objects; with only the CA the handshake is refused.
+    let s3 = S3Server::builder()
+        .tls_with_ca(registry.ca().expect("CA"))
+        .require_client_cert()
+        .start()
+        .expect("moto behind TLS");
+    s3.put_object("deploy/app.yaml", b"kind: ConfigMap\n")
+        .expect("put");
+    env.secret(
+        "bucket-keys",
+        serde_json::json!({"accesskey": s3.access_key(), "secretkey": s3.secret_key()}),
+        "Opaque",
+    )
+    .await;
+    let bucket = |name: &str, secret: &str| {
+        format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1
 kind: Bucket
 metadata:
-  name: mtls-bucket
+  name: {name}
   namespace: {NS}
 spec:
   interval: 5m0s
-  endpoint: 127.0.0.1:9
-  bucketName: podinfo
+  endpoint: {}
+  bucketName: {}
+  secretRef:
+    name: bucket-keys
   certSecretRef:
-    name: mtls-certs
-"
-    ))
-    .await;
-    let failed = wait_failed::<Bucket>(&env, "mtls-bucket", "BucketOperationFailed").await;
+    name: {secret}
+",
+            s3.host(),
+            s3.bucket()
+        )
+    };
+    env.apply_yaml::<Bucket>(&bucket("mtls-bucket", "mtls-certs"))
+        .await;
+    let status = wait_ready::<Bucket>(&env, "mtls-bucket").await;
+    let package = download_matches(&status["artifact"]).await;
     assert!(
-        failed.message.contains("'flux-system/mtls-certs'")
-            && failed.message.contains("mutual TLS are not supported"),
+        tar_entries(&package).contains(&"deploy/app.yaml".to_string()),
+        "{:?}",
+        tar_entries(&package)
+    );
+    env.apply_yaml::<Bucket>(&bucket("bucket-no-client-cert", "ca-only"))
+        .await;
+    let failed =
+        wait_failed::<Bucket>(&env, "bucket-no-client-cert", "BucketOperationFailed").await;
+    assert!(
+        failed.message.contains(&s3.addr().to_string()),
         "{}",
         failed.message
     );

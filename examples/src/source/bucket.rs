@@ -57,7 +57,8 @@ pub struct BucketSpec {
     /// A Secret with `accesskey` and `secretkey`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
-    /// A Secret with a CA certificate (`ca.crt`) for the endpoint.
+    /// A Secret with a CA certificate (`ca.crt`) for the endpoint, and optionally a client
+    /// certificate and key (`tls.crt`, `tls.key`) for mutual TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_secret_ref: Option<LocalObjectReference>,
     /// How often to check the bucket.
@@ -192,19 +193,8 @@ async fn bucket_source(client: &Client, bucket: &Bucket) -> Result<BucketSource,
         });
     }
     let certs = super::cert_secret(client, &namespace, spec.cert_secret_ref.as_ref()).await?;
-    if let (Some(secret_ref), Some(_)) = (&spec.cert_secret_ref, &certs.client_identity_pem) {
-        // Flux presents them for mutual TLS; the bucket client here cannot, and ignoring them
-        // would talk to the endpoint without the identity the Secret asks for.
-        return Err(Failure::retry(
-            meta::FETCH_FAILED,
-            "BucketOperationFailed",
-            format!(
-                "secret '{namespace}/{}' of spec.certSecretRef: client certificates ('tls.crt', 'tls.key') for mutual TLS are not supported for Bucket by this controller",
-                secret_ref.name
-            ),
-        ));
-    }
     source.ca_pem = certs.ca_pem;
+    source.client_identity_pem = certs.client_identity_pem;
     Ok(source)
 }
 

@@ -83,7 +83,7 @@ impl std::fmt::Debug for BucketCredentials {
 }
 
 /// An S3-compatible bucket, acquired as an artifact.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BucketSource {
     /// `host[:port]` (Flux style) or a full `http(s)://` URL.
     pub endpoint: String,
@@ -99,6 +99,9 @@ pub struct BucketSource {
     pub insecure: bool,
     /// Extra trusted CA certificates (PEM).
     pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and private key (PEM) presented for mutual TLS (Flux's
+    /// `certSecretRef` with `tls.crt` and `tls.key`).
+    pub client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
     /// Spec-level ignore patterns (gitignore syntax) replacing the default exclusions.
     pub ignore: Option<String>,
     /// An HTTP(S) or SOCKS5 proxy for the endpoint (Flux's `proxySecretRef`).
@@ -123,6 +126,7 @@ impl BucketSource {
             proxy: None,
             insecure: false,
             ca_pem: None,
+            client_identity_pem: None,
             ignore: None,
             timeout: Duration::from_secs(60),
             concurrency: 8,
@@ -140,20 +144,50 @@ impl BucketSource {
         }
     }
 
-    fn client(&self) -> Result<Arc<dyn ObjectStore>, SourceError> {
-        let mut options = ClientOptions::new()
-            .with_allow_http(self.insecure)
-            .with_timeout(self.timeout);
+    /// The HTTP client for the endpoint: our own reqwest client (object_store's cannot present
+    /// a client certificate), with what object_store would set: the timeout, the proxy, extra
+    /// CAs, HTTPS only unless insecure, and no transparent decompression (object sizes come
+    /// from `Content-Length`).
+    fn http_client(&self) -> Result<reqwest::Client, SourceError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(Duration::from_secs(30))
+            .https_only(!self.insecure)
+            .no_gzip()
+            .no_brotli()
+            .no_zstd()
+            .no_deflate();
         if let Some(proxy) = &self.proxy {
-            options = options.with_proxy_url(proxy.url_with_credentials()?);
+            let proxy = reqwest::Proxy::all(proxy.url_with_credentials()?).map_err(|e| {
+                BucketError::Client(format!("proxy: {}", flatten(&e.without_url())))
+            })?;
+            builder = builder.proxy(proxy);
         }
         if let Some(pem) = &self.ca_pem {
-            for cert in object_store::Certificate::from_pem_bundle(pem)
-                .map_err(|e| BucketError::Client(format!("CA certificates: {e}")))?
-            {
-                options = options.with_root_certificate(cert);
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| BucketError::Client(format!("CA certificates: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
             }
         }
+        if let Some((cert, key)) = &self.client_identity_pem {
+            let mut pem = cert.clone();
+            pem.push(b'\n');
+            pem.extend_from_slice(key);
+            // The error names neither the key nor its bytes.
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| BucketError::Client(format!("client certificate: {e}")))?;
+            builder = builder.identity(identity);
+        }
+        Ok(builder
+            .build()
+            .map_err(|e| BucketError::Client(flatten(&e)))?)
+    }
+
+    fn client(&self) -> Result<Arc<dyn ObjectStore>, SourceError> {
+        let options = ClientOptions::new()
+            .with_allow_http(self.insecure)
+            .with_timeout(self.timeout);
         let mut builder = AmazonS3Builder::new()
             .with_endpoint(self.endpoint_url())
             .with_region(if self.region.is_empty() {
@@ -164,7 +198,8 @@ impl BucketSource {
             .with_bucket_name(&self.bucket)
             .with_virtual_hosted_style_request(false)
             .with_allow_http(self.insecure)
-            .with_client_options(options);
+            .with_client_options(options)
+            .with_http_connector(Connector(self.http_client()?));
         builder = match &self.credentials {
             Some(c) => builder
                 .with_access_key_id(&c.access_key)
@@ -465,6 +500,36 @@ impl Source for BucketSource {
                 after: self.timeout,
             }),
         }
+    }
+}
+
+impl std::fmt::Debug for BucketSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BucketSource")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("credentials", &self.credentials)
+            .field("insecure", &self.insecure)
+            .field("ca_pem", &self.ca_pem.is_some())
+            .field("client_identity", &self.client_identity_pem.is_some())
+            .field("ignore", &self.ignore)
+            .field("proxy", &self.proxy)
+            .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
+            .field("object", &self.object)
+            .finish()
+    }
+}
+
+/// Hands object_store our reqwest client (see [`BucketSource::http_client`]).
+#[derive(Debug)]
+struct Connector(reqwest::Client);
+
+impl object_store::client::HttpConnector for Connector {
+    fn connect(&self, _: &ClientOptions) -> object_store::Result<object_store::client::HttpClient> {
+        Ok(object_store::client::HttpClient::new(self.0.clone()))
     }
 }
 
