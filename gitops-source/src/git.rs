@@ -498,10 +498,7 @@ impl GitSource {
                     builder = builder.tls_certs_merge(certs);
                 }
                 if let Some((cert, key)) = &auth.client_identity_pem {
-                    let mut pem = cert.clone();
-                    pem.push(b'\n');
-                    pem.extend_from_slice(key);
-                    let identity = reqwest::Identity::from_pem(&pem).map_err(gix::Error::from_error)?;
+                    let identity = crate::tls::identity(cert, key).map_err(gix::Error::from_error)?;
                     builder = builder.identity(identity);
                 }
                 if let Some(p) = &proxy {

@@ -82,6 +82,7 @@ pub mod server;
 pub mod signature;
 pub mod sourceignore;
 pub mod store;
+mod tls;
 
 pub use artifact::{Acquired, Artifact, Source};
 pub use bucket::{BucketCredentials, BucketSource};

@@ -163,22 +163,13 @@ impl BucketSource {
             })?;
             builder = builder.proxy(proxy);
         }
-        if let Some(pem) = &self.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| BucketError::Client(format!("CA certificates: {e}")))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let Some((cert, key)) = &self.client_identity_pem {
-            let mut pem = cert.clone();
-            pem.push(b'\n');
-            pem.extend_from_slice(key);
-            // The error names neither the key nor its bytes.
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| BucketError::Client(format!("client certificate: {e}")))?;
-            builder = builder.identity(identity);
-        }
+        // The error names neither the key nor its bytes.
+        builder = crate::tls::configure(
+            builder,
+            self.ca_pem.as_deref(),
+            self.client_identity_pem.as_ref(),
+        )
+        .map_err(BucketError::Client)?;
         Ok(builder
             .build()
             .map_err(|e| BucketError::Client(flatten(&e)))?)

@@ -153,21 +153,12 @@ impl HelmHttp {
                 self.timeout
             })
             .connect_timeout(Duration::from_secs(30));
-        if let Some(pem) = &self.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| HelmError::Client(format!("CA certificates: {e}")))?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let Some((cert, key)) = &self.client_identity_pem {
-            let mut pem = cert.clone();
-            pem.push(b'\n');
-            pem.extend_from_slice(key);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| HelmError::Client(format!("client certificate: {e}")))?;
-            builder = builder.identity(identity);
-        }
+        builder = crate::tls::configure(
+            builder,
+            self.ca_pem.as_deref(),
+            self.client_identity_pem.as_ref(),
+        )
+        .map_err(HelmError::Client)?;
         Ok(builder
             .build()
             .map_err(|e| HelmError::Client(e.to_string()))?)
