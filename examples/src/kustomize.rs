@@ -1176,7 +1176,7 @@ async fn run_pipeline(
     let (objects, lease) = tokio::task::spawn_blocking(move || {
         let before = lease.snapshot(&rel);
         let built = build(lease.root(), &rel, &spec_for_build, vars);
-        lease.release_if_unchanged(&rel, &before);
+        lease.restore(&rel, &before);
         (built, lease)
     })
     .await

@@ -7,8 +7,10 @@
 //! (with [`fetch_artifact`]'s caps and path checks) once per digest, into a pristine tree that
 //! is never built in. Builds run in private working copies of that tree, leased one build at a
 //! time: Flux's build writes the generated (or overridden) kustomization file into the
-//! directory it builds, so two builds must never share a tree. A working copy goes back to the
-//! pool only when that file is exactly as before the build; otherwise it is removed.
+//! directory it builds, so two builds must never share a tree. After a build its kustomization
+//! files are put back exactly as they were (original bytes written back, generated files
+//! removed) and the copy goes back to the pool; only a copy that cannot be restored is removed
+//! (copying a whole monorepo tree again per build of a plain directory cost more than the build).
 //!
 //! Working copies per artifact are bounded (builds are CPU work: more copies than cores buy
 //! nothing), so a waiting build waits for a copy without holding a thread. When a source's
@@ -161,12 +163,20 @@ impl Lease {
         Snapshot::take(&self.root().join(dir))
     }
 
-    /// Returns the copy to the pool if `before` still matches its directory; otherwise the
-    /// copy is removed when the lease ends.
-    pub fn release_if_unchanged(&mut self, dir: &Path, before: &Snapshot) {
-        self.clean = Snapshot::take(&self.root().join(dir)) == *before;
+    /// Puts the kustomization files of `dir` back as `before` recorded them (the original
+    /// bytes written back, files that did not exist removed), so the copy returns to the pool
+    /// pristine. When that fails, or the files still differ afterwards, the copy is removed
+    /// when the lease ends instead.
+    pub fn restore(&mut self, dir: &Path, before: &Snapshot) {
+        let dir = self.root().join(dir);
+        if let Err(error) = before.restore(&dir) {
+            tracing::warn!(dir = %dir.display(), %error, "restoring a kustomization file after a build: discarding the working copy");
+            self.clean = false;
+            return;
+        }
+        self.clean = Snapshot::take(&dir) == *before;
         if !self.clean {
-            tracing::warn!(dir = %dir.display(), "a build left its kustomization file changed: discarding the working copy");
+            tracing::warn!(dir = %dir.display(), "a kustomization file changed after it was restored: discarding the working copy");
         }
     }
 }
@@ -191,16 +201,60 @@ impl Drop for Lease {
 
 /// The kustomization files of one directory (name and content), before a build.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Snapshot(Vec<(&'static str, Option<Vec<u8>>)>);
+pub struct Snapshot(Vec<(&'static str, FileState)>);
+
+/// What one kustomization file path held.
+#[derive(Debug, PartialEq, Eq)]
+enum FileState {
+    Absent,
+    Bytes(Vec<u8>),
+    /// Something that is not a readable file (a directory, say).
+    Unreadable(io::ErrorKind),
+}
+
+impl FileState {
+    fn read(path: &Path) -> Self {
+        match fs::read(path) {
+            Ok(bytes) => Self::Bytes(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::Absent,
+            Err(e) => Self::Unreadable(e.kind()),
+        }
+    }
+}
 
 impl Snapshot {
     fn take(dir: &Path) -> Self {
         Self(
             KUSTOMIZATION_FILES
                 .iter()
-                .map(|name| (*name, fs::read(dir.join(name)).ok()))
+                .map(|name| (*name, FileState::read(&dir.join(name))))
                 .collect(),
         )
+    }
+
+    /// Writes the recorded files of `dir` back where they changed, and removes those that did
+    /// not exist.
+    fn restore(&self, dir: &Path) -> io::Result<()> {
+        for (name, before) in &self.0 {
+            let path = dir.join(name);
+            if FileState::read(&path) == *before {
+                continue;
+            }
+            match before {
+                FileState::Bytes(bytes) => fs::write(&path, bytes)?,
+                FileState::Absent => match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                },
+                FileState::Unreadable(kind) => {
+                    return Err(io::Error::new(
+                        *kind,
+                        format!("{name} was not a readable file before the build"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -437,7 +491,11 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_verified_download_serves_every_build_each_in_a_private_copy() {
-        let (bytes, digest) = archive(&[("apps/a/cm.yaml", "kind: ConfigMap\n")]);
+        let (bytes, digest) = archive(&[
+            ("apps/a/cm.yaml", "kind: ConfigMap\n"),
+            ("apps/b/cm.yaml", "kind: ConfigMap\n"),
+            ("apps/b/kustomization.yaml", "resources: [cm.yaml]\n"),
+        ]);
         let (url, hits) = serve(bytes).await;
         let cache = ArtifactCache::new(2, u64::MAX, Duration::from_secs(3600));
         let limits = FetchLimits::default();
@@ -456,40 +514,63 @@ mod tests {
             fs::read_to_string(second.root().join("apps/a/cm.yaml")).expect("read"),
             "kind: ConfigMap\n"
         );
-        // A build writes its kustomization file and leaves it: that copy is not reused.
-        let rel = Path::new("apps/a");
-        let mut dirty = first;
-        let before = dirty.snapshot(rel);
+        // A build generates a kustomization file in a plain directory, and another changes
+        // an existing one: both copies are restored and go back to the pool, pristine.
+        let generated = Path::new("apps/a");
+        let mut first = first;
+        let before = first.snapshot(generated);
         fs::write(
-            dirty.root().join("apps/a/kustomization.yaml"),
+            first.root().join("apps/a/kustomization.yaml"),
             "namePrefix: x-\n",
         )
         .expect("write");
-        dirty.release_if_unchanged(rel, &before);
-        let dirty_root = dirty.root().to_path_buf();
-        drop(dirty);
-        // A clean build returns its copy.
-        let mut clean = second;
-        let before = clean.snapshot(rel);
-        clean.release_if_unchanged(rel, &before);
-        let clean_root = clean.root().to_path_buf();
-        drop(clean);
-        let next = artifacts
+        first.restore(generated, &before);
+        let first_root = first.root().to_path_buf();
+        drop(first);
+        let changed = Path::new("apps/b");
+        let mut second = second;
+        let before = second.snapshot(changed);
+        fs::write(
+            second.root().join("apps/b/kustomization.yaml"),
+            "resources: [cm.yaml]\nnamePrefix: y-\n",
+        )
+        .expect("write");
+        fs::write(second.root().join("apps/b/Kustomization"), "stray\n").expect("write");
+        second.restore(changed, &before);
+        let second_root = second.root().to_path_buf();
+        drop(second);
+        // Two more builds lease both copies again: no third copy is made.
+        let third = artifacts
             .next()
             .expect("three")
             .lease()
             .await
             .expect("lease");
-        assert_eq!(next.root(), clean_root);
-        assert!(!next.root().join("apps/a/kustomization.yaml").exists());
-        drop(next);
-        for _ in 0..50 {
-            if !dirty_root.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let fourth = artifacts
+            .next()
+            .expect("four")
+            .lease()
+            .await
+            .expect("lease");
+        let mut roots = [third.root().to_path_buf(), fourth.root().to_path_buf()];
+        roots.sort();
+        let mut expected = [first_root, second_root];
+        expected.sort();
+        assert_eq!(roots, expected, "the restored copies are reused");
+        for lease in [&third, &fourth] {
+            let root = lease.root();
+            assert!(!root.join("apps/a/kustomization.yaml").exists());
+            assert_eq!(
+                fs::read_to_string(root.join("apps/b/kustomization.yaml")).expect("read"),
+                "resources: [cm.yaml]\n"
+            );
+            assert!(!root.join("apps/b/Kustomization").exists());
+            assert_eq!(
+                fs::read_to_string(root.join("apps/a/cm.yaml")).expect("read"),
+                "kind: ConfigMap\n"
+            );
         }
-        assert!(!dirty_root.exists(), "the changed copy is removed");
+        assert_eq!(third.entry.copies.load(Ordering::Relaxed), 2);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 
@@ -539,6 +620,46 @@ mod tests {
             !root.exists(),
             "the previous revision's extraction is removed"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_copy_that_cannot_be_restored_is_removed_not_reused() {
+        let (bytes, digest) = archive(&[("apps/a/cm.yaml", "kind: ConfigMap\n")]);
+        let (url, _) = serve(bytes).await;
+        let cache = ArtifactCache::new(1, u64::MAX, Duration::from_secs(3600));
+        let limits = FetchLimits::default();
+        let fetch = || cache.fetch("GitRepository/ns/a", &url, &digest, limits);
+        let mut lease = fetch()
+            .await
+            .expect("fetched")
+            .lease()
+            .await
+            .expect("lease");
+        let rel = Path::new("apps/a");
+        let before = lease.snapshot(rel);
+        // Something that is not a file where a kustomization file was absent: removing it as
+        // a file fails.
+        fs::create_dir(lease.root().join("apps/a/kustomization.yaml")).expect("dir");
+        lease.restore(rel, &before);
+        let root = lease.root().to_path_buf();
+        drop(lease);
+        let next = fetch()
+            .await
+            .expect("fetched")
+            .lease()
+            .await
+            .expect("lease");
+        assert_ne!(next.root(), root, "a fresh copy, not the broken one");
+        assert!(!next.root().join("apps/a/kustomization.yaml").exists());
+        assert_eq!(next.entry.copies.load(Ordering::Relaxed), 1);
+        drop(next);
+        for _ in 0..50 {
+            if !root.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!root.exists(), "the unrestorable copy is removed");
     }
 
     #[test]
