@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::events::EventRecorder;
-use crate::kustomize::{self, KustomizationContext};
+use crate::kustomize::{self, Backoff, KustomizationContext};
 use crate::notification::{self, EventHub, ReceiverHub};
 use crate::source::{self, GitRepositoryContext};
 
@@ -67,8 +67,13 @@ pub struct ControllerOptions {
     pub concurrency: u16,
     /// How soon a Kustomization checks an unready dependency again.
     pub requeue_dependency: Duration,
-    /// How soon a failed GitRepository is retried.
+    /// How soon a failed source is retried the first time (Flux's `--min-retry-delay` of
+    /// source-controller); consecutive failures double it up to `retry_backoff.max`.
     pub source_retry_interval: Duration,
+    /// The back-off of failed reconciles of every controller (Flux's `--min-retry-delay` and
+    /// `--max-retry-delay`: 750 ms doubling up to 15 min). The source controllers start from
+    /// `source_retry_interval` instead of `retry_backoff.min`.
+    pub retry_backoff: Backoff,
     /// The configuration the client was built from: Kustomizations with `serviceAccountName`
     /// impersonate on top of it (without it they fail and say why).
     pub client_config: Option<kube::Config>,
@@ -86,7 +91,8 @@ impl Default for ControllerOptions {
             watch_label_selector: None,
             concurrency: 4,
             requeue_dependency: Duration::from_secs(30),
-            source_retry_interval: Duration::from_secs(30),
+            source_retry_interval: Backoff::default().min,
+            retry_backoff: Backoff::default(),
             client_config: None,
         }
     }
@@ -250,6 +256,7 @@ impl Controllers {
             store,
             events: emitter("source-controller")?,
             retry_interval: options.source_retry_interval,
+            max_retry_delay: options.retry_backoff.max,
         });
         tasks.push(tokio::spawn(source::run_all(
             source_ctx,
@@ -259,6 +266,7 @@ impl Controllers {
         let mut ks_ctx =
             KustomizationContext::new(client.clone(), emitter("kustomize-controller")?);
         ks_ctx.requeue_dependency = options.requeue_dependency;
+        ks_ctx.retry_backoff = options.retry_backoff;
         ks_ctx.client_config = options.client_config.clone();
         tasks.push(tokio::spawn(kustomize::run(
             Arc::new(ks_ctx),

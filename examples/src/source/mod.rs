@@ -145,13 +145,16 @@ pub struct SourceContext {
     pub events: EventRecorder,
     /// The delay before retrying a failed reconcile the first time (Flux's
     /// `--min-retry-delay`, 750 ms): each consecutive failure of the same object doubles it, up
-    /// to [`MAX_RETRY_DELAY`] (Flux's `--max-retry-delay`), and a success starts over. A
+    /// to `max_retry_delay` (Flux's `--max-retry-delay`), and a success starts over. A
     /// failure is retried on this schedule whatever `spec.interval` says, as controller-runtime's
     /// rate limiter does for Flux; a spec change is reconciled at once.
     pub retry_interval: Duration,
+    /// The longest delay between retries of a failing source (Flux's `--max-retry-delay`,
+    /// [`MAX_RETRY_DELAY`] by default).
+    pub max_retry_delay: Duration,
 }
 
-/// The longest delay between retries of a failing source (Flux's `--max-retry-delay`).
+/// Flux's default `--max-retry-delay`: the longest delay between retries of a failing object.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
 
 /// The context of one source kind's controller: the shared [`SourceContext`] and the
@@ -177,11 +180,11 @@ impl KindContext {
         }
     }
 
-    /// Flux's back-off: from the context's retry interval up to [`MAX_RETRY_DELAY`].
+    /// Flux's back-off: from the context's retry interval up to its maximum retry delay.
     fn backoff(&self) -> crate::kustomize::Backoff {
         crate::kustomize::Backoff {
             min: self.shared.retry_interval,
-            max: MAX_RETRY_DELAY.max(self.shared.retry_interval),
+            max: self.shared.max_retry_delay.max(self.shared.retry_interval),
         }
     }
 
@@ -833,6 +836,7 @@ mod tests {
             store,
             events: EventRecorder::new(None),
             retry_interval,
+            max_retry_delay: MAX_RETRY_DELAY,
         };
         (KindContext::new(Arc::new(shared)), dir)
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use gitops_examples::kustomize::Backoff;
 use gitops_examples::runtime::{ControllerOptions, Controllers};
 use kube::Client;
 
@@ -54,6 +55,13 @@ struct Args {
     /// How soon a Kustomization checks an unready dependency again (seconds).
     #[arg(long, default_value_t = 30)]
     requeue_dependency: u64,
+    /// The delay before the first retry of a failed reconcile (Flux's `--min-retry-delay`, a
+    /// Go duration such as `750ms`); each consecutive failure of an object doubles it.
+    #[arg(long, default_value = "750ms", value_parser = parse_delay)]
+    min_retry_delay: Duration,
+    /// The longest delay between retries of a failing object (Flux's `--max-retry-delay`).
+    #[arg(long, default_value = "15m", value_parser = parse_delay)]
+    max_retry_delay: Duration,
     /// Elect one leader among replicas before reconciling.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     enable_leader_election: bool,
@@ -69,6 +77,34 @@ struct Args {
     /// This replica's identity in the Lease (default: HOSTNAME or a random id).
     #[arg(long, env = "HOSTNAME")]
     identity: Option<String>,
+}
+
+/// A Go duration (`750ms`, `15m`, `1h30m`) as Flux's flags take it.
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    gitops_examples::meta::parse_duration(text).map_err(|e| e.to_string())
+}
+
+impl Args {
+    /// The controllers' options from the flags (the client configuration aside).
+    fn controller_options(&self) -> ControllerOptions {
+        ControllerOptions {
+            store_dir: self.storage_path.clone(),
+            bind: self.bind,
+            artifact_port: self.storage_port,
+            events_port: self.events_port,
+            receiver_port: self.receiver_port,
+            advertise: self.storage_adv_addr.clone(),
+            watch_label_selector: self.watch_label_selector.clone(),
+            concurrency: self.concurrent,
+            requeue_dependency: Duration::from_secs(self.requeue_dependency),
+            source_retry_interval: self.min_retry_delay,
+            retry_backoff: Backoff {
+                min: self.min_retry_delay,
+                max: self.max_retry_delay.max(self.min_retry_delay),
+            },
+            ..ControllerOptions::default()
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -216,17 +252,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     let options = ControllerOptions {
-        store_dir: args.storage_path.clone(),
-        bind: args.bind,
-        artifact_port: args.storage_port,
-        events_port: args.events_port,
-        receiver_port: args.receiver_port,
-        advertise: args.storage_adv_addr.clone(),
-        watch_label_selector: args.watch_label_selector.clone(),
-        concurrency: args.concurrent,
-        requeue_dependency: Duration::from_secs(args.requeue_dependency),
         client_config: Some(client_config),
-        ..ControllerOptions::default()
+        ..args.controller_options()
     };
     let controllers = Controllers::start(client, options).await?;
     ready.store(true, Ordering::SeqCst);
@@ -258,4 +285,59 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_flags_reach_every_controller_with_fluxs_defaults() {
+        let defaults = Args::try_parse_from(["gitops-manager"]).expect("no flags");
+        let options = defaults.controller_options();
+        assert_eq!(
+            options.retry_backoff,
+            Backoff {
+                min: Duration::from_millis(750),
+                max: Duration::from_secs(15 * 60)
+            }
+        );
+        assert_eq!(options.source_retry_interval, Duration::from_millis(750));
+        let set = Args::try_parse_from([
+            "gitops-manager",
+            "--min-retry-delay",
+            "2s",
+            "--max-retry-delay",
+            "1m30s",
+        ])
+        .expect("flags");
+        let options = set.controller_options();
+        assert_eq!(
+            options.retry_backoff,
+            Backoff {
+                min: Duration::from_secs(2),
+                max: Duration::from_secs(90)
+            }
+        );
+        assert_eq!(options.source_retry_interval, Duration::from_secs(2));
+        assert_eq!(options.retry_backoff.delay(3), Duration::from_secs(8));
+        assert_eq!(options.retry_backoff.delay(10), Duration::from_secs(90));
+        // A maximum below the minimum never shortens the first delay.
+        let inverted = Args::try_parse_from([
+            "gitops-manager",
+            "--min-retry-delay",
+            "5m",
+            "--max-retry-delay",
+            "1m",
+        ])
+        .expect("flags");
+        assert_eq!(
+            inverted.controller_options().retry_backoff.delay(1),
+            Duration::from_secs(300)
+        );
+        assert!(
+            Args::try_parse_from(["gitops-manager", "--min-retry-delay", "soon"]).is_err(),
+            "not a duration"
+        );
+    }
 }
