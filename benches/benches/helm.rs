@@ -83,6 +83,25 @@ fn process_cpu_ns() -> Option<u64> {
 
 fn bench(c: &mut Criterion) {
     let dir = case_dir();
+    // `HELM_BENCH_LOOP=N`: only render N times on one thread and exit (for `perf record` /
+    // `perf stat`, which then see the render and nothing else of criterion's).
+    if let Some(n) = std::env::var("HELM_BENCH_LOOP")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let dir = dir.clone();
+        std::thread::Builder::new()
+            .stack_size(512 * 1024 * 1024)
+            .spawn(move || {
+                for _ in 0..n {
+                    std::hint::black_box(render_once(&dir, false));
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        return;
+    }
     // The engine recurses through include/tpl; give it the stack the CLI gives it.
     let (bytes, first) = std::thread::Builder::new()
         .stack_size(512 * 1024 * 1024)

@@ -139,16 +139,19 @@ fn walk(
     rules: &IgnoreRules,
     out: &mut Vec<(String, Vec<u8>)>,
 ) -> Result<(), HelmError> {
+    // Each entry's name is read once (sorting by `DirEntry::file_name` would copy it at
+    // every comparison).
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| HelmError::Io {
             path: dir.to_path_buf(),
             source: e,
         })?
         .filter_map(Result::ok)
+        .map(|e| (e.file_name(), e))
         .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let name = e.file_name().to_string_lossy().into_owned();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, e) in entries {
+        let name = name.to_string_lossy().into_owned();
         let relp = if rel.is_empty() {
             name.clone()
         } else {
@@ -245,62 +248,87 @@ impl IgnoreRules {
 }
 
 /// Go's `filepath.Match` (`*` and `?` do not cross `/`, `[...]` classes, `\` escapes).
+/// ASCII pattern and name are matched byte by byte; anything else char by char.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn m(p: &[char], n: &[char]) -> bool {
-        if p.is_empty() {
-            return n.is_empty();
-        }
-        match p[0] {
-            '*' => {
-                let mut i = 0;
-                loop {
-                    if m(&p[1..], &n[i..]) {
-                        return true;
-                    }
-                    if i >= n.len() || n[i] == '/' {
-                        return false;
-                    }
-                    i += 1;
-                }
-            }
-            '?' => !n.is_empty() && n[0] != '/' && m(&p[1..], &n[1..]),
-            '[' => {
-                if n.is_empty() || n[0] == '/' {
-                    return false;
-                }
-                let Some(end) = p.iter().skip(1).position(|c| *c == ']').map(|i| i + 1) else {
-                    return false;
-                };
-                let class = &p[1..end];
-                let (neg, class) = match class.first() {
-                    Some('^') | Some('!') => (true, &class[1..]),
-                    _ => (false, class),
-                };
-                let c = n[0];
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == '-' {
-                        if class[i] <= c && c <= class[i + 2] {
-                            hit = true;
-                        }
-                        i += 3;
-                    } else {
-                        if class[i] == c {
-                            hit = true;
-                        }
-                        i += 1;
-                    }
-                }
-                hit != neg && m(&p[end + 1..], &n[1..])
-            }
-            '\\' if p.len() > 1 => !n.is_empty() && n[0] == p[1] && m(&p[2..], &n[1..]),
-            c => !n.is_empty() && n[0] == c && m(&p[1..], &n[1..]),
-        }
+    if pattern.is_ascii() && name.is_ascii() {
+        return match_units(pattern.as_bytes(), name.as_bytes());
     }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    m(&p, &n)
+    match_units(&p, &n)
+}
+
+/// A unit of text `glob_match` compares: a byte of ASCII text or a char.
+trait Unit: Copy + Ord {
+    fn ascii(b: u8) -> Self;
+}
+
+impl Unit for u8 {
+    fn ascii(b: u8) -> Self {
+        b
+    }
+}
+
+impl Unit for char {
+    fn ascii(b: u8) -> Self {
+        char::from(b)
+    }
+}
+
+fn match_units<T: Unit>(p: &[T], n: &[T]) -> bool {
+    let c = T::ascii;
+    let Some(&first) = p.first() else {
+        return n.is_empty();
+    };
+    if first == c(b'*') {
+        let mut i = 0;
+        loop {
+            if match_units(&p[1..], &n[i..]) {
+                return true;
+            }
+            if i >= n.len() || n[i] == c(b'/') {
+                return false;
+            }
+            i += 1;
+        }
+    }
+    if first == c(b'?') {
+        return !n.is_empty() && n[0] != c(b'/') && match_units(&p[1..], &n[1..]);
+    }
+    if first == c(b'[') {
+        if n.is_empty() || n[0] == c(b'/') {
+            return false;
+        }
+        let Some(end) = p.iter().skip(1).position(|x| *x == c(b']')).map(|i| i + 1) else {
+            return false;
+        };
+        let class = &p[1..end];
+        let (neg, class) = match class.first() {
+            Some(&x) if x == c(b'^') || x == c(b'!') => (true, &class[1..]),
+            _ => (false, class),
+        };
+        let ch = n[0];
+        let mut hit = false;
+        let mut i = 0;
+        while i < class.len() {
+            if i + 2 < class.len() && class[i + 1] == c(b'-') {
+                if class[i] <= ch && ch <= class[i + 2] {
+                    hit = true;
+                }
+                i += 3;
+            } else {
+                if class[i] == ch {
+                    hit = true;
+                }
+                i += 1;
+            }
+        }
+        return hit != neg && match_units(&p[end + 1..], &n[1..]);
+    }
+    if first == c(b'\\') && p.len() > 1 {
+        return !n.is_empty() && n[0] == p[1] && match_units(&p[2..], &n[1..]);
+    }
+    !n.is_empty() && n[0] == first && match_units(&p[1..], &n[1..])
 }
 
 fn str_field(m: &BTreeMap<String, Value>, k: &str) -> String {
@@ -520,6 +548,12 @@ mod tests {
         assert!(!glob_match("*.tgz", "x/a.tgz"));
         assert!(glob_match("ci/*", "ci/values.yaml"));
         assert!(glob_match("[a-c]?", "bx"));
+        assert!(!glob_match("[!a-c]?", "bx"));
+        assert!(glob_match("\\*x", "*x"));
+        assert!(!glob_match("\\*x", "ax"));
+        assert!(glob_match("é*", "éa"));
+        assert!(glob_match("?", "é"));
+        assert!(!glob_match("?", "a/"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod crypto;
 mod dates;
 mod encoding;
 pub mod funcs;
+mod head;
 pub mod lookup;
 pub mod render;
 pub mod schema;

@@ -909,6 +909,23 @@ fn parse_head(doc: &str) -> Result<Value, yaml::YamlError> {
     }
 }
 
+/// A document's head read by the YAML parser (the whole document is parsed, as Helm does).
+fn full_head(doc: &str) -> Result<super::head::Head, yaml::YamlError> {
+    let head = parse_head(doc)?;
+    let kind = head
+        .get("kind")
+        .map(|k| funcs::strval(&k))
+        .unwrap_or_default();
+    let annotations = head.get("metadata").and_then(|m| m.get("annotations"));
+    let has_annotations = matches!(&annotations, Some(Value::Map(m)) if !m.borrow().is_empty());
+    let hook = annotations
+        .as_ref()
+        .and_then(|a| a.get("helm.sh/hook"))
+        .filter(|_| has_annotations)
+        .map(|h| funcs::strval(&h));
+    Ok(super::head::Head { kind, hook })
+}
+
 const HOOK_EVENTS: &[&str] = &[
     "pre-install",
     "post-install",
@@ -948,20 +965,16 @@ fn classify_file(path: &str, content: &str, skip_tests: bool) -> Result<Vec<Mani
         return Ok(out);
     }
     for doc in split_manifests(content) {
-        let head = parse_head(&doc).map_err(|e| HelmError::Yaml {
-            source_path: path.to_string(),
-            message: e.0.clone(),
-        })?;
-        let kind = head
-            .get("kind")
-            .map(|k| funcs::strval(&k))
-            .unwrap_or_default();
-        let annotations = head.get("metadata").and_then(|m| m.get("annotations"));
-        let hook_anno = annotations.as_ref().and_then(|a| a.get("helm.sh/hook"));
-        let has_annotations = matches!(&annotations, Some(Value::Map(m)) if !m.borrow().is_empty());
-        let hook = match hook_anno {
-            Some(h) if has_annotations => {
-                let types = funcs::strval(&h);
+        let head = match super::head::read(&doc) {
+            Some(head) => head,
+            None => full_head(&doc).map_err(|e| HelmError::Yaml {
+                source_path: path.to_string(),
+                message: e.0.clone(),
+            })?,
+        };
+        let kind = head.kind;
+        let hook = match head.hook {
+            Some(types) => {
                 let events: Vec<String> =
                     types.split(',').map(|t| t.trim().to_lowercase()).collect();
                 if events.iter().any(|e| !HOOK_EVENTS.contains(&e.as_str())) {
@@ -972,7 +985,7 @@ fn classify_file(path: &str, content: &str, skip_tests: bool) -> Result<Vec<Mani
                 }
                 true
             }
-            _ => false,
+            None => false,
         };
         out.push(Manifest {
             source: path.to_string(),
@@ -1010,6 +1023,7 @@ fn sort_manifests(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn splits_like_helm() {
@@ -1087,6 +1101,80 @@ mod tests {
                 ("c/templates/b.yaml", "Service"),
             ]
         );
+    }
+
+    /// Every document the line reader accepts reads the same with the YAML parser.
+    fn same_head_both_ways(doc: &str) -> bool {
+        match super::super::head::read(doc) {
+            Some(fast) => {
+                assert_eq!(full_head(doc).as_ref(), Ok(&fast), "{doc:?}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn line_reader_agrees_with_the_parser(lines in proptest::collection::vec(proptest::sample::select(vec![
+            "kind: Service", "kind: 'Job'", "kind: \"Pod\"", "kind: 3", "kind: true", "kind:", "kind: |",
+            "apiVersion: v1", "metadata:", "metadata: {}", "metadata: []", "metadata: x",
+            "  name: x", "  annotations:", "  annotations: {}", "  annotations: []",
+            "    helm.sh/hook: pre-install", "    \"helm.sh/hook\": test", "    'helm.sh/hook': post-install,pre-upgrade",
+            "    helm.sh/hook: 1", "    helm.sh/hook:", "    helm.sh/hook: |", "    helm.sh/hook: a # c",
+            "    a: 1", "    a: x", "  labels: {}", "spec:", "  - a", "- b", "  x: |", "  x: |-", "  x: >+",
+            "  x: |2", "    text", "      more", "  y: 'it''s'", "  z: \"q\"", "  z: \"q\\\"\"", "  w: a: b",
+            "  w: a:", "  v: [1]", "  u: []", "    - c", "  - d: 1", "    e: 2", "  # c", "#c", "", "   ",
+            "  k: v # c", "  k: v#c", "key:value", "  n: -1", "  n: - 1", "  m: >-", "\tt: 1", "  o: &a x",
+            "  p: *a", "  q: !!str x", "...", "---", "  <<: {}", "  r: '", "  s: \"", "? x", "  t: {a: 1}",
+            "  - - x", "  -", "      deep: 1", " odd: 1", "   odd3: 1", "  é: 1", "  u: ~", "  v: null",
+            "  - |", "      block", "  w: \"a\" b", "  x: 'a' # c", "  y: {} # c", "  z: []x",
+        ]), 0..14)) {
+            let doc = lines.join("\n");
+            same_head_both_ways(&doc);
+        }
+    }
+
+    #[test]
+    fn line_reader_agrees_with_the_parser_on_the_corpus() {
+        let cases =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/helm/cases");
+        let Ok(dirs) = std::fs::read_dir(&cases) else {
+            panic!("the conformance corpus is at {}", cases.display());
+        };
+        let (mut docs, mut fast) = (0, 0);
+        for d in dirs.flatten() {
+            let Ok(text) = std::fs::read_to_string(d.path().join("expected.yaml")) else {
+                continue;
+            };
+            for doc in split_manifests(&text) {
+                docs += 1;
+                if same_head_both_ways(&doc) {
+                    fast += 1;
+                }
+                // Broken copies: whatever the line reader accepts, the parser must read alike.
+                if doc.len() > 8192 {
+                    continue;
+                }
+                for (i, _) in doc.match_indices('\n').take(12) {
+                    for insert in ["\n  - x", "\nx", " [", ": y", "\n   z: 1", "\t"] {
+                        let mut broken = doc.clone();
+                        broken.insert_str(i, insert);
+                        same_head_both_ways(&broken);
+                    }
+                }
+            }
+        }
+        eprintln!("{fast} of {docs} documents read by the line reader");
+        if let Ok(path) = std::env::var("HELM_HEAD_MISSES") {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            for doc in split_manifests(&text) {
+                if super::super::head::read(&doc).is_none() {
+                    eprintln!("MISS {} bytes: {}", doc.len(), &doc[..doc.len().min(300)]);
+                }
+            }
+        }
+        assert!(docs > 500 && fast * 10 > docs * 6, "{fast} of {docs}");
     }
 
     #[test]

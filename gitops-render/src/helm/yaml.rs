@@ -44,7 +44,10 @@ enum Node {
 /// `float64`). Empty documents are `Nil`.
 pub fn parse_all(src: &str) -> Result<Vec<Value>, YamlError> {
     let nodes = parse_nodes(src)?;
-    Ok(nodes.into_iter().map(|n| to_json_value(&n, true)).collect())
+    Ok(nodes
+        .into_iter()
+        .map(|n| into_json_value(n, true))
+        .collect())
 }
 
 /// Parses the first document of a YAML stream as `sigs.k8s.io/yaml.Unmarshal` does.
@@ -53,23 +56,30 @@ pub fn parse(src: &str) -> Result<Value, YamlError> {
     Ok(nodes
         .into_iter()
         .next()
-        .map(|n| to_json_value(&n, true))
+        .map(|n| into_json_value(n, true))
         .unwrap_or(Value::Nil))
 }
 
 /// Parses the first document like [`parse`] (same errors), converting only the named
 /// top-level keys: what a caller reading a document's head (`kind`, `metadata`) needs.
+/// The whole stream is still read (and its errors reported), but no tree is built for the
+/// values of other keys nor for later documents.
 pub fn parse_keys(src: &str, keys: &[&str]) -> Result<Value, YamlError> {
-    let nodes = parse_nodes(src)?;
+    let nodes = match parse_nodes_with(src, Some(keys)) {
+        Ok(nodes) => nodes,
+        // An anchor or alias where nothing was built: read it all, as `parse` does.
+        Err(Stop::Unsure) => parse_nodes(src)?,
+        Err(Stop::Error(e)) => return Err(e),
+    };
     Ok(match nodes.into_iter().next() {
         Some(Node::Map(items)) => {
             let items = items
                 .into_iter()
                 .filter(|(k, _)| matches!(k, Node::Str(s) if keys.contains(&s.as_str())))
                 .collect();
-            to_json_value(&Node::Map(items), true)
+            into_json_value(Node::Map(items), true)
         }
-        Some(n) => to_json_value(&n, true),
+        Some(n) => into_json_value(n, true),
         None => Value::Nil,
     })
 }
@@ -81,11 +91,33 @@ pub fn parse_typed(src: &str) -> Result<Value, YamlError> {
     Ok(nodes
         .into_iter()
         .next()
-        .map(|n| to_json_value(&n, false))
+        .map(|n| into_json_value(n, false))
         .unwrap_or(Value::Nil))
 }
 
+/// Why [`parse_nodes_with`] stopped.
+enum Stop {
+    /// The stream is not valid YAML.
+    Error(YamlError),
+    /// A part that was only scanned holds an anchor or an alias, which the kept part might
+    /// need (or which might fail): the caller reads the whole stream instead.
+    Unsure,
+}
+
 fn parse_nodes(src: &str) -> Result<Vec<Node>, YamlError> {
+    match parse_nodes_with(src, None) {
+        Ok(nodes) => Ok(nodes),
+        Err(Stop::Error(e)) => Err(e),
+        Err(Stop::Unsure) => Err(YamlError(
+            "error converting YAML to JSON: internal: nothing to skip".into(),
+        )),
+    }
+}
+
+/// The documents of a stream as nodes. With `keep`, only the first document is built and,
+/// when its root is a mapping, only the values of the top-level keys named; every other
+/// part is scanned (its errors count) but not built.
+fn parse_nodes_with(src: &str, keep: Option<&[&str]>) -> Result<Vec<Node>, Stop> {
     let mut parser = Parser::new_from_str(src);
     let mut docs = Vec::new();
     let mut anchors: BTreeMap<usize, Node> = BTreeMap::new();
@@ -96,14 +128,45 @@ fn parse_nodes(src: &str) -> Result<Vec<Node>, YamlError> {
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut doc_root: Option<Node> = None;
+    // Skipping a node: the nesting inside it so far (`Some(0)`: the next node is skipped).
+    let mut skipping: Option<usize> = None;
     for item in parser.by_ref() {
         let (ev, span) = item.map_err(|e| {
-            YamlError(format!(
+            Stop::Error(YamlError(format!(
                 "error converting YAML to JSON: yaml: line {}: {}",
                 e.marker().line(),
                 e.info()
-            ))
+            )))
         })?;
+        if keep.is_some() {
+            // After the first document, nothing is built.
+            if !docs.is_empty() && skipping.is_none() {
+                skipping = Some(0);
+            }
+            if let Some(level) = skipping.as_mut() {
+                match &ev {
+                    Event::Alias(_) => return Err(Stop::Unsure),
+                    Event::Scalar(_, _, a, _)
+                    | Event::SequenceStart(a, _)
+                    | Event::MappingStart(a, _)
+                        if *a != 0 =>
+                    {
+                        return Err(Stop::Unsure);
+                    }
+                    Event::SequenceStart(..) | Event::MappingStart(..) => *level += 1,
+                    Event::SequenceEnd | Event::MappingEnd => *level = level.saturating_sub(1),
+                    _ => {}
+                }
+                let node_done = matches!(
+                    ev,
+                    Event::Scalar(..) | Event::SequenceEnd | Event::MappingEnd
+                );
+                if docs.is_empty() && *level == 0 && node_done {
+                    skipping = None;
+                }
+                continue;
+            }
+        }
         let mut complete: Option<(Node, usize)> = None;
         match ev {
             Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
@@ -111,16 +174,15 @@ fn parse_nodes(src: &str) -> Result<Vec<Node>, YamlError> {
             Event::DocumentEnd => docs.push(doc_root.take().unwrap_or(Node::Null)),
             Event::Alias(id) => {
                 let n = anchors.get(&id).cloned().ok_or_else(|| {
-                    YamlError(format!(
+                    Stop::Error(YamlError(format!(
                         "error converting YAML to JSON: yaml: line {}: unknown anchor referenced",
                         span.start.line()
-                    ))
+                    )))
                 })?;
                 complete = Some((n, 0));
             }
             Event::Scalar(v, style, anchor, tag) => {
-                let tag_suffix = tag.as_ref().map(|t| t.suffix.clone());
-                let n = resolve_scalar(&v, style, tag_suffix.as_deref());
+                let n = resolve_scalar(v, style, tag.as_ref().map(|t| t.suffix.as_str()));
                 complete = Some((n, anchor));
             }
             Event::SequenceStart(anchor, _) => stack.push(Frame::Seq(Vec::new(), anchor)),
@@ -140,11 +202,21 @@ fn parse_nodes(src: &str) -> Result<Vec<Node>, YamlError> {
             if anchor != 0 {
                 anchors.insert(anchor, node.clone());
             }
+            let depth = stack.len();
             match stack.last_mut() {
                 None => doc_root = Some(node),
                 Some(Frame::Seq(items, _)) => items.push(node),
                 Some(Frame::Map(items, key, _)) => match key.take() {
-                    None => *key = Some(node),
+                    None => match keep {
+                        // A top-level key whose value is not wanted: skip the value. A merge
+                        // key could bring wanted keys in: read everything instead.
+                        Some(keys) if depth == 1 => match &node {
+                            Node::Str(k) if k == "<<" => return Err(Stop::Unsure),
+                            Node::Str(k) if keys.contains(&k.as_str()) => *key = Some(node),
+                            _ => skipping = Some(0),
+                        },
+                        _ => *key = Some(node),
+                    },
                     Some(k) => items.push((k, node)),
                 },
             }
@@ -204,63 +276,75 @@ fn node_key(n: &Node) -> String {
     }
 }
 
-fn resolve_scalar(v: &str, style: ScalarStyle, tag: Option<&str>) -> Node {
+fn resolve_scalar(v: std::borrow::Cow<'_, str>, style: ScalarStyle, tag: Option<&str>) -> Node {
     if let Some(t) = tag {
         match t {
-            "str" => return Node::Str(v.to_string()),
+            "str" => return Node::Str(v.into_owned()),
             "int" | "float" | "bool" | "null" => {}
-            _ => return Node::Str(v.to_string()),
+            _ => return Node::Str(v.into_owned()),
         }
     }
     if style != ScalarStyle::Plain && tag.is_none() {
-        return Node::Str(v.to_string());
+        return Node::Str(v.into_owned());
     }
-    resolve_plain(v)
+    resolve_plain_typed(&v).unwrap_or_else(|| Node::Str(v.into_owned()))
 }
 
-/// go-yaml v2's `resolve` for a plain scalar.
-fn resolve_plain(v: &str) -> Node {
-    match v {
-        "" | "~" | "null" | "Null" | "NULL" => return Node::Null,
+/// Whether a plain scalar (not empty) reads as a string (not a number, bool or null).
+pub(crate) fn plain_is_string(v: &str) -> bool {
+    !v.is_empty() && resolve_plain_typed(v).is_none()
+}
+
+/// go-yaml v2's `resolve` for a plain scalar that is not a string; `None` for a string (the
+/// caller keeps its text).
+fn resolve_plain_typed(v: &str) -> Option<Node> {
+    Some(match v {
+        "" | "~" | "null" | "Null" | "NULL" => Node::Null,
         "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            return Node::Bool(true);
+            Node::Bool(true)
         }
         "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            return Node::Bool(false);
+            Node::Bool(false)
         }
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return Node::Float(f64::INFINITY);
-        }
-        "-.inf" | "-.Inf" | "-.INF" => return Node::Float(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return Node::Float(f64::NAN),
-        _ => {}
-    }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => Node::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => Node::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => Node::Float(f64::NAN),
+        _ => return resolve_number(v),
+    })
+}
+
+/// The number a plain scalar that is no keyword stands for, if any.
+fn resolve_number(v: &str) -> Option<Node> {
     let first = v.as_bytes()[0];
     if first.is_ascii_digit() || first == b'+' || first == b'-' || first == b'.' {
-        let plain = v.replace('_', "");
+        let plain: std::borrow::Cow<'_, str> = if v.contains('_') {
+            v.replace('_', "").into()
+        } else {
+            v.into()
+        };
         if let Some(i) = go_parse_int(&plain) {
-            return Node::Int(i);
+            return Some(Node::Int(i));
         }
         if let Some(u) = go_parse_uint(&plain) {
-            return Node::Uint(u);
+            return Some(Node::Uint(u));
         }
         if is_yaml_float(v)
             && let Ok(f) = plain.parse::<f64>()
         {
-            return Node::Float(f);
+            return Some(Node::Float(f));
         }
         if let Some(rest) = plain.strip_prefix("0b")
             && let Ok(i) = i64::from_str_radix(rest, 2)
         {
-            return Node::Int(i);
+            return Some(Node::Int(i));
         }
         if let Some(rest) = plain.strip_prefix("-0b")
             && let Ok(i) = i64::from_str_radix(rest, 2)
         {
-            return Node::Int(-i);
+            return Some(Node::Int(-i));
         }
     }
-    Node::Str(v.to_string())
+    None
 }
 
 /// `strconv.ParseInt(s, 0, 64)`.
@@ -348,6 +432,31 @@ fn is_yaml_float(s: &str) -> bool {
 
 /// Converts a go-yaml node to the engine's value. With `json` (sigs.k8s.io/yaml) numbers
 /// become `float64`; without, integers stay `Int`.
+/// [`to_json_value`] taking the node: strings and keys move instead of being copied.
+fn into_json_value(n: Node, json: bool) -> Value {
+    match n {
+        Node::Str(s) => Value::Str(Rc::from(s)),
+        Node::Seq(items) => Value::from(
+            items
+                .into_iter()
+                .map(|i| into_json_value(i, json))
+                .collect::<Vec<_>>(),
+        ),
+        Node::Map(items) => {
+            let mut m = BTreeMap::new();
+            for (k, v) in items {
+                let key = match k {
+                    Node::Str(s) => s,
+                    k => node_key(&k),
+                };
+                m.insert(key, into_json_value(v, json));
+            }
+            Value::from(m)
+        }
+        n => to_json_value(&n, json),
+    }
+}
+
 fn to_json_value(n: &Node, json: bool) -> Value {
     match n {
         Node::Null => Value::Nil,
@@ -691,8 +800,7 @@ impl Emitter {
                 (text.as_str(), Style::Plain)
             }
             Scalar::Str(s) => {
-                let can_plain =
-                    matches!(resolve_plain_for_emit(s), Node::Str(_)) && !is_base60_float(s);
+                let can_plain = plain_is_str(s) && !is_base60_float(s);
                 let style = if s.contains('\n') {
                     Style::Literal
                 } else if can_plain {
@@ -729,7 +837,7 @@ impl Emitter {
         if !self.whitespace {
             self.put(' ');
         }
-        let chars: Vec<char> = value.chars().collect();
+        let chars = CharBuf::of(value);
         let mut spaces = false;
         let mut i = 0;
         while i < chars.len() {
@@ -755,7 +863,7 @@ impl Emitter {
 
     fn write_single(&mut self, value: &str, allow_breaks: bool) {
         self.write_indicator("'", true, false, false);
-        let chars: Vec<char> = value.chars().collect();
+        let chars = CharBuf::of(value);
         let mut spaces = false;
         let mut breaks = false;
         let mut i = 0;
@@ -803,7 +911,7 @@ impl Emitter {
 
     fn write_double(&mut self, value: &str, allow_breaks: bool) {
         self.write_indicator("\"", true, false, false);
-        let chars: Vec<char> = value.chars().collect();
+        let chars = CharBuf::of(value);
         let mut spaces = false;
         let mut i = 0;
         while i < chars.len() {
@@ -867,7 +975,7 @@ impl Emitter {
 
     fn write_literal(&mut self, value: &str) {
         self.write_indicator("|", true, false, false);
-        let chars: Vec<char> = value.chars().collect();
+        let chars = CharBuf::of(value);
         if chars.first().is_some_and(|c| *c == ' ' || is_break(*c)) {
             self.write_indicator(&BEST_INDENT.to_string(), false, false, false);
         }
@@ -890,7 +998,7 @@ impl Emitter {
         self.indention = true;
         self.whitespace = true;
         let mut breaks = true;
-        for &c in &chars {
+        for &c in chars.iter() {
             if is_break(c) {
                 self.put_break();
                 self.indention = true;
@@ -936,6 +1044,47 @@ fn is_printable(c: char) -> bool {
         || (0x10000..=0x10FFFF).contains(&v)
 }
 
+thread_local! {
+    /// Buffers of chars for [`CharBuf`], kept between scalars.
+    static CHAR_BUFS: std::cell::RefCell<Vec<Vec<char>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A scalar's chars in a buffer reused from scalar to scalar (the emitter reads each scalar
+/// as chars twice: to choose its style, then to write it).
+struct CharBuf(Vec<char>);
+
+impl CharBuf {
+    fn of(value: &str) -> CharBuf {
+        let mut buf = CHAR_BUFS.with(|b| b.borrow_mut().pop()).unwrap_or_default();
+        buf.clear();
+        buf.extend(value.chars());
+        CharBuf(buf)
+    }
+}
+
+impl std::ops::Deref for CharBuf {
+    type Target = [char];
+    fn deref(&self) -> &[char] {
+        &self.0
+    }
+}
+
+impl Drop for CharBuf {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        // Very long scalars do not keep their memory.
+        if buf.capacity() <= 1 << 16 {
+            CHAR_BUFS.with(|b| {
+                if let Ok(mut pool) = b.try_borrow_mut()
+                    && pool.len() < 8
+                {
+                    pool.push(buf);
+                }
+            });
+        }
+    }
+}
+
 fn analyze(value: &str) -> Analysis {
     if value.is_empty() {
         return Analysis {
@@ -945,7 +1094,7 @@ fn analyze(value: &str) -> Analysis {
             block_allowed: false,
         };
     }
-    let chars: Vec<char> = value.chars().collect();
+    let chars = CharBuf::of(value);
     let mut block_indicators = false;
     let mut line_breaks = false;
     let mut special = false;
@@ -1042,18 +1191,10 @@ fn analyze(value: &str) -> Analysis {
     a
 }
 
-/// go-yaml v2's resolve as the encoder uses it (timestamps count as non-strings).
-fn resolve_plain_for_emit(s: &str) -> Node {
-    if s.is_empty() {
-        return Node::Null;
-    }
-    let n = resolve_plain(s);
-    if let Node::Str(_) = &n
-        && is_timestamp(s)
-    {
-        return Node::Null;
-    }
-    n
+/// Whether go-yaml v2's encoder reads the text back as a string when written plain
+/// (timestamps and the empty string do not count).
+fn plain_is_str(s: &str) -> bool {
+    !s.is_empty() && resolve_plain_typed(s).is_none() && !is_timestamp(s)
 }
 
 /// go-yaml v2's timestamp formats: `2006-1-2T15:4:5.999999999Z07:00`, `2006-1-2t15:4:5...`,
@@ -1169,18 +1310,51 @@ fn is_base60_float(s: &str) -> bool {
 
 /// go-yaml v2's key order: numbers inside strings compare numerically.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
+    // ASCII keys (nearly all) are compared byte by byte, without collecting chars.
+    if a.is_ascii() && b.is_ascii() {
+        return natural_order(a.as_bytes(), b.as_bytes());
+    }
     let ar: Vec<char> = a.chars().collect();
     let br: Vec<char> = b.chars().collect();
-    let less = |x: &Vec<char>, y: &Vec<char>| -> bool {
+    natural_order(&ar, &br)
+}
+
+/// A unit of text `natural_cmp` compares: a byte of ASCII text or a char.
+trait NatUnit: Copy + Ord {
+    fn is_alpha(self) -> bool;
+    /// The value of an ASCII digit.
+    fn digit(self) -> Option<i64>;
+}
+
+impl NatUnit for u8 {
+    fn is_alpha(self) -> bool {
+        self.is_ascii_alphabetic()
+    }
+    fn digit(self) -> Option<i64> {
+        self.is_ascii_digit().then(|| i64::from(self - b'0'))
+    }
+}
+
+impl NatUnit for char {
+    fn is_alpha(self) -> bool {
+        self.is_alphabetic()
+    }
+    fn digit(self) -> Option<i64> {
+        self.is_ascii_digit().then(|| self as i64 - '0' as i64)
+    }
+}
+
+fn natural_order<T: NatUnit>(ar: &[T], br: &[T]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let less = |x: &[T], y: &[T]| -> bool {
         let mut i = 0;
         while i < x.len() && i < y.len() {
             if x[i] == y[i] {
                 i += 1;
                 continue;
             }
-            let al = x[i].is_alphabetic();
-            let bl = y[i].is_alphabetic();
+            let al = x[i].is_alpha();
+            let bl = y[i].is_alpha();
             if al && bl {
                 return x[i] < y[i];
             }
@@ -1188,10 +1362,12 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
                 return bl;
             }
             let (mut an, mut bn): (i64, i64) = (0, 0);
-            if x[i] == '0' || y[i] == '0' {
+            if x[i].digit() == Some(0) || y[i].digit() == Some(0) {
                 let mut j = i as i64 - 1;
-                while j >= 0 && x[j as usize].is_ascii_digit() {
-                    if x[j as usize] != '0' {
+                while j >= 0
+                    && let Some(d) = x[j as usize].digit()
+                {
+                    if d != 0 {
                         an = 1;
                         bn = 1;
                         break;
@@ -1200,13 +1376,17 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
                 }
             }
             let mut ai = i;
-            while ai < x.len() && x[ai].is_ascii_digit() {
-                an = an.wrapping_mul(10).wrapping_add(x[ai] as i64 - '0' as i64);
+            while ai < x.len()
+                && let Some(d) = x[ai].digit()
+            {
+                an = an.wrapping_mul(10).wrapping_add(d);
                 ai += 1;
             }
             let mut bi = i;
-            while bi < y.len() && y[bi].is_ascii_digit() {
-                bn = bn.wrapping_mul(10).wrapping_add(y[bi] as i64 - '0' as i64);
+            while bi < y.len()
+                && let Some(d) = y[bi].digit()
+            {
+                bn = bn.wrapping_mul(10).wrapping_add(d);
                 bi += 1;
             }
             if an != bn {
@@ -1219,9 +1399,9 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
         }
         x.len() < y.len()
     };
-    if less(&ar, &br) {
+    if less(ar, br) {
         Ordering::Less
-    } else if less(&br, &ar) {
+    } else if less(br, ar) {
         Ordering::Greater
     } else {
         Ordering::Equal
@@ -1234,6 +1414,44 @@ mod tests {
 
     fn y(src: &str) -> String {
         to_yaml(&parse(src).expect("parse"))
+    }
+
+    proptest::proptest! {
+        /// ASCII keys are compared byte by byte; the order must be the one of chars.
+        #[test]
+        fn natural_order_of_bytes_is_that_of_chars(a in "[a0-9B_.-]{0,8}", b in "[a0-9B_.-]{0,8}") {
+            let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            proptest::prop_assert_eq!(natural_cmp(&a, &b), natural_order(&ac, &bc));
+        }
+
+        /// Reading only the head keys gives what reading everything and keeping them gives,
+        /// and the same errors.
+        #[test]
+        fn head_keys_read_like_the_whole_document(
+            doc in "(kind: A\n|metadata:\n  name: x\n|  a: &r 1\n|b: \\*r\n|<<: \\{kind: B\\}\n|c: \\[1, \\{d: 2\\}\\]\n|c:\n- 1\n|---\n|e: \\[\n|f: \\*q\n|g: &q x\n|\\? \\[k\\]\n: v\n){0,8}"
+        ) {
+            const KEYS: &[&str] = &["apiVersion", "kind", "metadata"];
+            let fast = parse_keys(&doc, KEYS);
+            let slow = parse_nodes(&doc).map(|nodes| match nodes.into_iter().next() {
+                Some(Node::Map(items)) => into_json_value(
+                    Node::Map(
+                        items
+                            .into_iter()
+                            .filter(|(k, _)| matches!(k, Node::Str(s) if KEYS.contains(&s.as_str())))
+                            .collect(),
+                    ),
+                    true,
+                ),
+                Some(n) => into_json_value(n, true),
+                None => Value::Nil,
+            });
+            proptest::prop_assert_eq!(
+                fast.as_ref().map(Value::to_go_string),
+                slow.as_ref().map(Value::to_go_string),
+                "{:?}",
+                doc
+            );
+        }
     }
 
     #[test]
