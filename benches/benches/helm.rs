@@ -14,9 +14,12 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gitops_render::helm::{RenderOptions, template};
 
+/// The case directory as an absolute path without `..` (as `gitops template` is run on it:
+/// a short path to walk for every file it opens, not `benches/../../shared/...`).
 fn case_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/conformance/helm/cases/bitnami-kube-prometheus-default")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/conformance/helm/cases/bitnami-kube-prometheus-default");
+    std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
 /// One render; `parallel` reads the manifests on a second thread (`RenderOptions::parallel`).

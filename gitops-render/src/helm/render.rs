@@ -567,12 +567,13 @@ impl std::hash::Hash for TextKey<'_> {
 
 /// Helm's parse order: deeper paths first, then reverse lexical order.
 fn sort_templates(keys: Vec<String>) -> Vec<String> {
-    let mut k = keys;
-    k.sort_by(|a, b| {
-        let (ca, cb) = (a.matches('/').count(), b.matches('/').count());
-        cb.cmp(&ca).then_with(|| b.cmp(a))
-    });
-    k
+    // Each path's depth is counted once, not at every comparison.
+    let mut k: Vec<(usize, String)> = keys
+        .into_iter()
+        .map(|p| (p.bytes().filter(|&c| c == b'/').count(), p))
+        .collect();
+    k.sort_by(|(da, a), (db, b)| db.cmp(da).then_with(|| b.cmp(a)));
+    k.into_iter().map(|(_, p)| p).collect()
 }
 
 fn reformat_exec_error(filename: &str, msg: &str) -> String {
