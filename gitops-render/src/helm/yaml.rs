@@ -52,6 +52,10 @@ pub fn parse_all(src: &str) -> Result<Vec<Value>, YamlError> {
 
 /// Parses the first document of a YAML stream as `sigs.k8s.io/yaml.Unmarshal` does.
 pub fn parse(src: &str) -> Result<Value, YamlError> {
+    // Plain block YAML (nearly every values file) is read line by line.
+    if let Some(root) = lines::parse(src) {
+        return Ok(into_json_value(root, true));
+    }
     let nodes = parse_nodes(src)?;
     Ok(nodes
         .into_iter()
@@ -1416,6 +1420,96 @@ mod tests {
         to_yaml(&parse(src).expect("parse"))
     }
 
+    /// Whatever the line reader accepts, the full parser reads to the same value.
+    fn same_value_both_ways(doc: &str) -> bool {
+        let Some(fast) = lines::parse(doc) else {
+            return false;
+        };
+        let slow = parse_nodes(doc).map(|n| n.into_iter().next().map(|n| into_json_value(n, true)));
+        let fast = into_json_value(fast, true);
+        assert_eq!(
+            slow.as_ref().ok().and_then(|v| v.as_ref()).map(to_json),
+            Some(to_json(&fast)),
+            "{doc:?}"
+        );
+        true
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn line_reader_reads_values_like_the_parser(lines in proptest::collection::vec(proptest::sample::select(vec![
+            "a: 1", "a: 010", "a: 1_000", "a: .5", "a: 1e3", "a: true", "a: on", "a: ~", "a: null", "a: x # c",
+            "a: x#c", "a: 'it''s'", "a: \"q\"", "a: \"q\\n\"", "a: ''", "a: \"\"", "a: {}", "a: []", "a: [1]",
+            "a: {b: 1}", "a:", "a: |", "a: |-", "a: |+", "a: >", "a: |2", "a: | # c", "on: 1", "1.0: x", "'k': v",
+            "\"k\": v", "k-1/x.y: v", "<<: {}", "b:", "  c: 1", "  c: |", "    text", "      more", "  # c", "#c",
+            "", "  ", "    ", "  - x", "- y", "  - - z", "  - k: v", "    k2: v2", "  -", "    - w", "      deep: 1",
+            "   odd: 1", "  é: 1", "\tt: 1", "  o: &a x", "  p: *a", "  q: !!str x", "---", "...", "? x", "  w: a: b",
+            "  w: a:", "  v: -1", "  v: - 1", "  v: -", "  u: x y  ", "  s: $x(y)", "  - #c", "  - 'q' # c",
+            "   more words", "    1", "      - not a list", "   key: in text", "   ~", "  x: é ü",
+            "  y: \u{85}", "  z: a\u{2028}b", "  f: [\"ALL\"]", "  f: [a, 'b', 1, true]", "  f: [a,]",
+            "  f: [a,,b]", "  f: [ ]", "  f: [,]", "  f: [a b, c]", "  f: [a:b]", "  f: [a] # c", "  f: [a]x",
+            "  - [x, y]", "  f: [\"a,b\"]", "  f: ['a''b']", "  g: { }", "  g: {  }x", "  g: { } # c",
+        ]), 0..14)) {
+            let doc = lines.join("\n");
+            same_value_both_ways(&doc);
+            same_value_both_ways(&(doc + "\n"));
+        }
+    }
+
+    #[test]
+    fn line_reader_reads_the_corpus_values_like_the_parser() {
+        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/conformance/helm/cases");
+        let mut files = Vec::new();
+        let mut dirs = vec![cases.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).expect("corpus").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml")
+                    && !p.ends_with("expected.yaml")
+                {
+                    files.push(p);
+                }
+            }
+        }
+        let (mut read, mut values, mut values_read) = (0, 0, 0);
+        for f in &files {
+            let Ok(text) = std::fs::read_to_string(f) else {
+                continue;
+            };
+            let is_values = f.ends_with("values.yaml") || f.ends_with("Chart.yaml");
+            let fast = same_value_both_ways(&text);
+            read += usize::from(fast);
+            if !fast && is_values && std::env::var_os("HELM_LINES_MISSES").is_some() {
+                eprintln!("MISS {}", f.display());
+            }
+            if is_values {
+                values += 1;
+                values_read += usize::from(fast);
+            }
+            // Broken copies: whatever the line reader accepts, the parser reads alike.
+            if is_values {
+                for (i, _) in text.match_indices('\n').step_by(7).take(30) {
+                    for insert in ["\n  - x", "\nx", " [", ": y", "\n   z: 1", " |", "\n  "] {
+                        let mut broken = text.clone();
+                        broken.insert_str(i, insert);
+                        same_value_both_ways(&broken);
+                    }
+                }
+            }
+        }
+        eprintln!(
+            "{read} of {} YAML files read line by line; values/Chart.yaml: {values_read} of {values}",
+            files.len()
+        );
+        assert!(
+            values > 50 && values_read * 10 > values * 6,
+            "{values_read} of {values}"
+        );
+    }
+
     proptest::proptest! {
         /// ASCII keys are compared byte by byte; the order must be the one of chars.
         #[test]
@@ -1521,5 +1615,492 @@ mod tests {
         for t in ["1:60", "1:", ":1", "1.5", "1:123", "a:1"] {
             assert!(!is_base60_float(t), "{t}");
         }
+    }
+}
+
+/// A reader for the plain block YAML that values files and `Chart.yaml` nearly always are:
+/// one document whose root is a block mapping, with block mappings and sequences at
+/// consistent indentation, plain keys, single-line plain and quoted scalars (comments after
+/// them), `{}`/`[]`, and literal block scalars. It builds the same nodes as the full parser
+/// for what it accepts; anything else (flow collections with content, anchors, aliases,
+/// tags, merge keys, folded or multi-line scalars, escapes, tabs, non-ASCII text, odd
+/// indentation, ...) gives `None`, and the caller uses the full parser, which reads it or
+/// reports the error.
+mod lines {
+    use super::{Node, ScalarStyle, resolve_scalar};
+    use std::borrow::Cow;
+
+    struct Line<'a> {
+        indent: usize,
+        /// The line after its indentation (for a line in a block scalar: unused).
+        content: &'a str,
+        raw: &'a str,
+    }
+
+    struct Reader<'a> {
+        lines: Vec<Line<'a>>,
+        at: usize,
+        /// Whether the text ends with a line break.
+        final_break: bool,
+    }
+
+    /// The document's root node, or `None` outside the subset.
+    pub(super) fn parse(src: &str) -> Option<Node> {
+        if !src.bytes().all(|b| b == b'\n' || (0x20..0x7f).contains(&b))
+            && !src.chars().all(printable)
+        {
+            return None;
+        }
+        let lines = src
+            .split('\n')
+            .map(|raw| {
+                let content = raw.trim_start_matches(' ');
+                Line {
+                    indent: raw.len() - content.len(),
+                    content,
+                    raw,
+                }
+            })
+            .collect();
+        let mut r = Reader {
+            lines,
+            at: 0,
+            final_break: src.ends_with('\n'),
+        };
+        let first = r.next_significant()?;
+        if r.lines[first].indent != 0 || is_dash(r.lines[first].content) {
+            return None;
+        }
+        let root = r.map(0)?;
+        if r.next_significant().is_some() || r.at_marker() {
+            return None;
+        }
+        Some(root)
+    }
+
+    fn is_dash(content: &str) -> bool {
+        content == "-" || content.starts_with("- ")
+    }
+
+    /// Text both YAML 1.1 (go-yaml) and 1.2 read alike: printable, no tab or carriage return,
+    /// none of 1.1's extra line breaks (U+0085, U+2028, U+2029), no byte order mark.
+    fn printable(c: char) -> bool {
+        matches!(c, '\n' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+            && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
+    }
+
+    /// Whether a line can start or continue a plain scalar in this reader.
+    fn plain_start(b: &[u8]) -> bool {
+        match b.first() {
+            Some(b'-') => b.len() > 1 && b[1] != b' ',
+            Some(&c) => {
+                c.is_ascii_alphanumeric()
+                    || matches!(
+                        c,
+                        b'_' | b'.'
+                            | b'/'
+                            | b'$'
+                            | b'('
+                            | b')'
+                            | b'<'
+                            | b'='
+                            | b'+'
+                            | b'^'
+                            | b';'
+                            | b'~'
+                    )
+            }
+            None => false,
+        }
+    }
+
+    impl<'a> Reader<'a> {
+        /// Moves to the next line that is neither blank nor a comment; `None` at the end.
+        fn next_significant(&mut self) -> Option<usize> {
+            while let Some(l) = self.lines.get(self.at) {
+                if l.content.is_empty() || l.content.starts_with('#') {
+                    self.at += 1;
+                    continue;
+                }
+                if l.indent == 0 && (l.content.starts_with("---") || l.content.starts_with("...")) {
+                    // A second document or a document marker: not read here.
+                    return None;
+                }
+                return Some(self.at);
+            }
+            None
+        }
+
+        /// Whether the next significant line exists and is a document marker.
+        fn at_marker(&self) -> bool {
+            self.lines.get(self.at).is_some_and(|l| {
+                l.indent == 0 && (l.content.starts_with("---") || l.content.starts_with("..."))
+            })
+        }
+
+        /// A block mapping whose keys are at column `ind` (the current line is its first key).
+        fn map(&mut self, ind: usize) -> Option<Node> {
+            let mut items = Vec::new();
+            loop {
+                let Some(i) = self.next_significant() else {
+                    if self.at_marker() {
+                        return None;
+                    }
+                    break;
+                };
+                let (indent, content) = (self.lines[i].indent, self.lines[i].content);
+                if indent < ind {
+                    break;
+                }
+                if indent > ind || is_dash(content) {
+                    return None;
+                }
+                let (key, rest) = split_key(content)?;
+                if matches!(&key, Node::Str(k) if k == "<<") {
+                    return None;
+                }
+                self.at += 1;
+                let value = self.value(rest, ind, true)?;
+                items.push((key, value));
+            }
+            Some(Node::Map(items))
+        }
+
+        /// A block sequence whose dashes are at column `ind` (the current line is its first).
+        fn seq(&mut self, ind: usize) -> Option<Node> {
+            let mut items = Vec::new();
+            loop {
+                let Some(i) = self.next_significant() else {
+                    if self.at_marker() {
+                        return None;
+                    }
+                    break;
+                };
+                let (indent, content) = (self.lines[i].indent, self.lines[i].content);
+                if indent < ind || (indent == ind && !is_dash(content)) {
+                    break;
+                }
+                if indent > ind {
+                    return None;
+                }
+                let rest = &content[1..];
+                let skip = rest.len() - rest.trim_start_matches(' ').len();
+                let rest = &rest[skip..];
+                let col = ind + 1 + skip;
+                if is_dash(rest) || (!rest.is_empty() && split_key(rest).is_some()) {
+                    // A collection starting on the dash's line: read the rest of the line as
+                    // a line of its own at its column.
+                    self.lines[i].indent = col;
+                    self.lines[i].content = rest;
+                    let node = if is_dash(rest) {
+                        self.seq(col)?
+                    } else {
+                        self.map(col)?
+                    };
+                    items.push(node);
+                    continue;
+                }
+                self.at += 1;
+                items.push(self.value(rest, ind, false)?);
+            }
+            Some(Node::Seq(items))
+        }
+
+        /// The value after `key:` or `-` (`rest` is the rest of that line, trimmed), the
+        /// entry being at column `col`.
+        fn value(&mut self, rest: &'a str, col: usize, map_key: bool) -> Option<Node> {
+            if rest.starts_with('#') {
+                return None;
+            }
+            if rest.is_empty() {
+                let Some(i) = self.next_significant() else {
+                    if self.at_marker() {
+                        return None;
+                    }
+                    return Some(Node::Null);
+                };
+                let (indent, content) = (self.lines[i].indent, self.lines[i].content);
+                if indent > col || (map_key && indent == col && is_dash(content)) {
+                    return if is_dash(content) {
+                        self.seq(indent)
+                    } else if split_key(content).is_some() {
+                        self.map(indent)
+                    } else {
+                        None
+                    };
+                }
+                return Some(Node::Null);
+            }
+            let b = rest.as_bytes();
+            match b[0] {
+                b'"' => {
+                    let end = rest[1..].find('"')? + 1;
+                    let text = &rest[1..end];
+                    if text.contains('\\') {
+                        return None;
+                    }
+                    after_token(&rest[end + 1..])?;
+                    Some(Node::Str(text.to_string()))
+                }
+                b'\'' => {
+                    let mut text = String::new();
+                    let mut i = 1;
+                    loop {
+                        let j = rest[i..].find('\'')? + i;
+                        text.push_str(&rest[i..j]);
+                        if b.get(j + 1) == Some(&b'\'') {
+                            text.push('\'');
+                            i = j + 2;
+                        } else {
+                            after_token(&rest[j + 1..])?;
+                            return Some(Node::Str(text));
+                        }
+                    }
+                }
+                b'{' => {
+                    after_token(rest[1..].trim_start_matches(' ').strip_prefix('}')?)?;
+                    Some(Node::Map(Vec::new()))
+                }
+                b'[' => {
+                    let (items, after) = flow_seq(rest)?;
+                    after_token(after)?;
+                    Some(Node::Seq(items))
+                }
+                b'|' => {
+                    let chomp = match rest[1..].trim_end_matches(' ') {
+                        "" => Chomp::Clip,
+                        "-" => Chomp::Strip,
+                        _ => return None,
+                    };
+                    self.literal(col, chomp)
+                }
+                _ if plain_start(b) => {
+                    let (first, commented) = plain_text(rest)?;
+                    if commented {
+                        return Some(resolve_scalar(
+                            Cow::Borrowed(first),
+                            ScalarStyle::Plain,
+                            None,
+                        ));
+                    }
+                    // Continuation lines (more indented, no blank line between) fold into
+                    // the scalar with a space each.
+                    let mut text = Cow::Borrowed(first);
+                    while let Some(l) = self.lines.get(self.at) {
+                        if l.content.is_empty() || l.indent <= col || l.content.starts_with('#') {
+                            break;
+                        }
+                        if !plain_start(l.content.as_bytes()) {
+                            return None;
+                        }
+                        let (more, commented) = plain_text(l.content)?;
+                        if commented {
+                            return None;
+                        }
+                        let t = text.to_mut();
+                        t.push(' ');
+                        t.push_str(more);
+                        self.at += 1;
+                    }
+                    Some(resolve_scalar(text, ScalarStyle::Plain, None))
+                }
+                _ => None,
+            }
+        }
+
+        /// A literal block scalar's text: the lines after the header indented past `parent`.
+        fn literal(&mut self, parent: usize, chomp: Chomp) -> Option<Node> {
+            let mut n: Option<usize> = None;
+            let mut text = String::new();
+            // Empty lines since the last text line (or since the header).
+            let mut empty = 0usize;
+            let mut last_text = None;
+            while let Some(l) = self.lines.get(self.at) {
+                if l.content.is_empty() {
+                    // A line of spaces longer than the indentation is text (or, before the
+                    // first text line, an error): not read here.
+                    if l.raw.len() > n.unwrap_or(0) {
+                        return None;
+                    }
+                    empty += 1;
+                    self.at += 1;
+                    continue;
+                }
+                let ind = match n {
+                    Some(ind) => ind,
+                    None if l.indent > parent => l.indent,
+                    None => break,
+                };
+                if l.indent < ind {
+                    break;
+                }
+                n = Some(ind);
+                if last_text.is_some() {
+                    text.push('\n');
+                }
+                for _ in 0..empty {
+                    text.push('\n');
+                }
+                empty = 0;
+                text.push_str(&l.raw[ind..]);
+                last_text = Some(self.at);
+                self.at += 1;
+            }
+            let Some(last) = last_text else {
+                return if empty == 0 {
+                    Some(Node::Str(String::new()))
+                } else {
+                    None
+                };
+            };
+            // The last text line without a line break after it: not read here.
+            if last + 1 == self.lines.len() && !self.final_break {
+                return None;
+            }
+            if chomp == Chomp::Clip {
+                text.push('\n');
+            }
+            Some(Node::Str(text))
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Chomp {
+        Clip,
+        Strip,
+    }
+
+    /// After a quoted scalar or `{}`/`[]`: nothing but spaces and a comment.
+    fn after_token(rest: &str) -> Option<()> {
+        let t = rest.trim_start_matches(' ');
+        (t.is_empty() || (t.starts_with('#') && rest.len() > t.len())).then_some(())
+    }
+
+    /// A flow sequence of scalars on one line (`[a, "b", 'c']`) and the rest of the line.
+    fn flow_seq(s: &str) -> Option<(Vec<Node>, &str)> {
+        let b = s.as_bytes();
+        let mut items = Vec::new();
+        let mut i = 1;
+        let skip = |i: &mut usize| {
+            while b.get(*i) == Some(&b' ') {
+                *i += 1;
+            }
+        };
+        loop {
+            skip(&mut i);
+            match *b.get(i)? {
+                b']' if items.is_empty() => return Some((items, &s[i + 1..])),
+                b'"' => {
+                    let end = s[i + 1..].find('"')? + i + 1;
+                    let text = &s[i + 1..end];
+                    if text.contains('\\') {
+                        return None;
+                    }
+                    items.push(Node::Str(text.to_string()));
+                    i = end + 1;
+                }
+                b'\'' => {
+                    let end = s[i + 1..].find('\'')? + i + 1;
+                    if b.get(end + 1) == Some(&b'\'') {
+                        return None;
+                    }
+                    items.push(Node::Str(s[i + 1..end].to_string()));
+                    i = end + 1;
+                }
+                _ => {
+                    let end = s[i..].find([',', ']'])? + i;
+                    let text = s[i..end].trim_end_matches(' ');
+                    if !plain_start(text.as_bytes())
+                        || text.contains([':', '#', '[', ']', '{', '}', '"', '\''])
+                    {
+                        return None;
+                    }
+                    items.push(resolve_scalar(
+                        Cow::Borrowed(text),
+                        ScalarStyle::Plain,
+                        None,
+                    ));
+                    i = end;
+                }
+            }
+            skip(&mut i);
+            match *b.get(i)? {
+                b',' => {
+                    i += 1;
+                    skip(&mut i);
+                    if b.get(i) == Some(&b']') {
+                        // A trailing comma.
+                        return Some((items, &s[i + 1..]));
+                    }
+                }
+                b']' => return Some((items, &s[i + 1..])),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A plain scalar's text on one line (trailing spaces and a comment dropped), and whether
+    /// a comment followed it.
+    fn plain_text(s: &str) -> Option<(&str, bool)> {
+        let (s, commented) = match s.find(" #") {
+            Some(i) => (&s[..i], true),
+            None => (s, false),
+        };
+        let t = s.trim_end_matches(' ');
+        if t.contains(": ") || t.ends_with(':') {
+            return None;
+        }
+        Some((t, commented))
+    }
+
+    /// A mapping key at the start of `content` and the rest of the line after `: ` (trimmed,
+    /// a comment dropped), or `None` when the line is not a key read here.
+    fn split_key(content: &str) -> Option<(Node, &str)> {
+        let b = content.as_bytes();
+        let (key, after) = match b.first()? {
+            b'"' => {
+                let end = content[1..].find('"')? + 1;
+                let k = &content[1..end];
+                if k.contains('\\') {
+                    return None;
+                }
+                (Node::Str(k.to_string()), &content[end + 1..])
+            }
+            b'\'' => {
+                let end = content[1..].find('\'')? + 1;
+                if content.as_bytes().get(end + 1) == Some(&b'\'') {
+                    return None;
+                }
+                (Node::Str(content[1..end].to_string()), &content[end + 1..])
+            }
+            c if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/') => {
+                let end = b
+                    .iter()
+                    .position(|c| {
+                        !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-'))
+                    })
+                    .unwrap_or(b.len());
+                (
+                    resolve_scalar(Cow::Borrowed(&content[..end]), ScalarStyle::Plain, None),
+                    &content[end..],
+                )
+            }
+            _ => return None,
+        };
+        if content.len() - after.len() > 512 {
+            return None;
+        }
+        let after = after.strip_prefix(':')?;
+        if after.is_empty() {
+            return Some((key, after));
+        }
+        if !after.starts_with(' ') {
+            return None;
+        }
+        let rest = after.trim_start_matches(' ');
+        if rest.starts_with('#') {
+            return Some((key, ""));
+        }
+        Some((key, rest))
     }
 }
