@@ -7,10 +7,12 @@
 //! (with [`fetch_artifact`]'s caps and path checks) once per digest, into a pristine tree that
 //! is never built in. Builds run in private working copies of that tree, leased one build at a
 //! time: Flux's build writes the generated (or overridden) kustomization file into the
-//! directory it builds, so two builds must never share a tree. After a build its kustomization
-//! files are put back exactly as they were (original bytes written back, generated files
-//! removed) and the copy goes back to the pool; only a copy that cannot be restored is removed
-//! (copying a whole monorepo tree again per build of a plain directory cost more than the build).
+//! directory it builds, so two builds must never share a tree. The render layer puts its file
+//! back when the build ends; whatever it left (its own restore failed, or the build stopped
+//! half-way) is put back here from the snapshot taken before the build (original bytes written
+//! back, generated files removed), and the copy returns to the pool. Only a copy that cannot be
+//! restored is removed: copying a whole monorepo tree again costs more than a build of one
+//! directory.
 //!
 //! Working copies per artifact are bounded (builds are CPU work: more copies than cores buy
 //! nothing), so a waiting build waits for a copy without holding a thread. When a source's
