@@ -366,6 +366,15 @@ fn parse_dependencies(v: Option<&Value>) -> Vec<Dependency> {
         .collect()
 }
 
+/// The bytes as text, invalid UTF-8 replaced; borrowed when they are valid (checked with the
+/// fast validator first: `from_utf8_lossy` walks the text in chunks).
+fn text_lossy(data: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(data) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(data),
+    }
+}
+
 /// The bytes as text, invalid UTF-8 replaced; without a copy when they are valid.
 pub(crate) fn into_string_lossy(data: Vec<u8>) -> String {
     String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
@@ -387,13 +396,13 @@ pub fn load_files(files: Vec<(String, Vec<u8>)>, origin: &str) -> Result<Chart, 
     for (name, data) in files {
         match name.as_str() {
             "Chart.yaml" => {
-                let text = String::from_utf8_lossy(&data);
+                let text = text_lossy(&data);
                 chart_yaml = Some(
                     yaml::parse(&text).map_err(|e| err(format!("cannot load Chart.yaml: {e}")))?,
                 );
             }
             "values.yaml" => {
-                let text = String::from_utf8_lossy(&data);
+                let text = text_lossy(&data);
                 values = match yaml::parse(&text)
                     .map_err(|e| err(format!("cannot load values.yaml: {e}")))?
                 {

@@ -1646,9 +1646,7 @@ mod lines {
 
     /// The document's root node, or `None` outside the subset.
     pub(super) fn parse(src: &str) -> Option<Node> {
-        if !src.bytes().all(|b| b == b'\n' || (0x20..0x7f).contains(&b))
-            && !src.chars().all(printable)
-        {
+        if !text_ok(src) {
             return None;
         }
         let lines = src
@@ -1687,6 +1685,30 @@ mod lines {
     fn printable(c: char) -> bool {
         matches!(c, '\n' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
             && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
+    }
+
+    /// Whether every char is [`printable`] (ASCII checked byte by byte, the rest decoded).
+    fn text_ok(src: &str) -> bool {
+        let b = src.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            if c < 0x80 {
+                if c != b'\n' && !(0x20..0x7f).contains(&c) {
+                    return false;
+                }
+                i += 1;
+            } else {
+                let Some(ch) = src[i..].chars().next() else {
+                    return false;
+                };
+                if !printable(ch) {
+                    return false;
+                }
+                i += ch.len_utf8();
+            }
+        }
+        true
     }
 
     /// Whether a line can start or continue a plain scalar in this reader.
