@@ -158,7 +158,22 @@ fn ready_at(object: &DynamicObject, revision_suffix: &str, after: Option<&str>) 
 struct Manager(Child);
 
 impl Drop for Manager {
+    /// SIGTERM first, so the manager shuts down gracefully and removes its temporary artifact
+    /// store and extractions (a killed one leaves them behind); SIGKILL after 10 s.
     fn drop(&mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if terminated {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if matches!(self.0.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
