@@ -236,7 +236,7 @@ fn node(
     if key == "<<" {
         return None;
     }
-    let value_place = match (place, key.as_str()) {
+    let value_place = match (place, key) {
         (Place::Root, "kind") => {
             if found.kind.is_some() {
                 return None;
@@ -294,7 +294,7 @@ fn node(
     let is_block = matches!(s, Scalar::Block);
     if wants_text {
         let text = match s {
-            Scalar::Text(t) => t,
+            Scalar::Text(t) => t.into_owned(),
             Scalar::Plain(p) if yaml::plain_is_string(p) => p.to_string(),
             _ => return None,
         };
@@ -309,7 +309,7 @@ fn node(
 
 /// A mapping key at the start of `content` and the rest of the line after `: ` (trimmed), or
 /// `None` when the line is not a key this reader accepts.
-fn split_key(content: &str) -> Option<(String, &str)> {
+fn split_key(content: &str) -> Option<(&str, &str)> {
     let b = content.as_bytes();
     let (key, after) = match b.first()? {
         b'"' => {
@@ -318,11 +318,11 @@ fn split_key(content: &str) -> Option<(String, &str)> {
             if k.contains('\\') {
                 return None;
             }
-            (k.to_string(), &content[end + 1..])
+            (k, &content[end + 1..])
         }
         b'\'' => {
             let end = content[1..].find('\'')? + 1;
-            (content[1..end].to_string(), &content[end + 1..])
+            (&content[1..end], &content[end + 1..])
         }
         c if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/') => {
             let end = b
@@ -331,7 +331,7 @@ fn split_key(content: &str) -> Option<(String, &str)> {
                     !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-'))
                 })
                 .unwrap_or(b.len());
-            (content[..end].to_string(), &content[end..])
+            (&content[..end], &content[end..])
         }
         _ => return None,
     };
@@ -356,7 +356,7 @@ enum Scalar<'a> {
     /// A plain scalar (its text, before YAML's type resolution).
     Plain(&'a str),
     /// A quoted scalar's text.
-    Text(String),
+    Text(std::borrow::Cow<'a, str>),
     /// `{}`.
     EmptyMap,
     /// `[]`.
@@ -380,7 +380,7 @@ fn scalar(s: &str) -> Option<Scalar<'_>> {
                 return None;
             }
             after_token(&s[end + 1..])?;
-            Some(Scalar::Text(text.to_string()))
+            Some(Scalar::Text(text.into()))
         }
         b'\'' => {
             let mut text = String::new();
@@ -394,7 +394,7 @@ fn scalar(s: &str) -> Option<Scalar<'_>> {
                     i = j + 2;
                 } else {
                     after_token(&s[j + 1..])?;
-                    return Some(Scalar::Text(text));
+                    return Some(Scalar::Text(text.into()));
                 }
             }
         }
