@@ -272,7 +272,7 @@ pub fn register(m: &mut FuncMap) {
         arity("toDate", a, 2)?;
         Ok(parse_go(&strval(&a[0]), &strval(&a[1]))
             .map(time_value)
-            .unwrap_or_else(|_| time_value(epoch())))
+            .unwrap_or_else(|_| time_value(zero_time())))
     });
     m.insert("dateModify", |_, a| {
         arity("dateModify", a, 2)?;
@@ -309,8 +309,13 @@ fn time_value(z: Zoned) -> Value {
     Value::Object(Rc::new(Time(z)))
 }
 
-fn epoch() -> Zoned {
-    Timestamp::UNIX_EPOCH.to_zoned(TimeZone::UTC)
+/// Go's zero `time.Time` (`0001-01-01 00:00:00 +0000 UTC`), what `toDate` gives for a date
+/// that does not parse.
+fn zero_time() -> Zoned {
+    jiff::civil::date(1, 1, 1)
+        .at(0, 0, 0, 0)
+        .to_zoned(TimeZone::UTC)
+        .expect("0001-01-01 is within jiff's range")
 }
 
 /// Sprig's date argument: a time, or unix seconds; anything else means now.

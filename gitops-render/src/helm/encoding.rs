@@ -76,6 +76,90 @@ fn arity(name: &str, a: &[Value], n: usize) -> Result<(), FuncError> {
 
 /// `base32.StdEncoding.DecodeString`: newlines are dropped first, padding is required; the
 /// error is the offset Go's `CorruptInputError` reports (in the input without newlines).
+/// Go's `base64.StdEncoding.DecodeString`: padding required, `\r` and `\n` skipped anywhere,
+/// and on bad input the offset Go's `CorruptInputError` reports.
+pub(crate) fn base64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
+    const PAD: u8 = b'=';
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let skip_newlines = |mut si: usize| {
+        while si < src.len() && (src[si] == b'\n' || src[si] == b'\r') {
+            si += 1;
+        }
+        si
+    };
+    let mut out = Vec::with_capacity(src.len() / 4 * 3);
+    let mut si = 0;
+    loop {
+        // One quantum: up to four symbols, or the padded end.
+        let mut dbuf = [0u8; 4];
+        let mut dlen = 4;
+        let mut j = 0;
+        let mut trailing = None;
+        while j < 4 {
+            if si == src.len() {
+                if j == 0 {
+                    return Ok(out);
+                }
+                // Padding is required: a short last quantum is corrupt.
+                return Err(si - j);
+            }
+            let c = src[si];
+            si += 1;
+            if let Some(v) = value(c) {
+                dbuf[j] = v;
+                j += 1;
+                continue;
+            }
+            if c == b'\n' || c == b'\r' {
+                continue;
+            }
+            if c != PAD {
+                return Err(si - 1);
+            }
+            match j {
+                0 | 1 => return Err(si - 1),
+                2 => {
+                    // "==" expected: the first '=' is consumed.
+                    si = skip_newlines(si);
+                    if si == src.len() {
+                        return Err(src.len());
+                    }
+                    if src[si] != PAD {
+                        return Err(si - 1);
+                    }
+                    si += 1;
+                }
+                _ => {}
+            }
+            si = skip_newlines(si);
+            if si < src.len() {
+                trailing = Some(si);
+            }
+            dlen = j;
+            break;
+        }
+        let v = u32::from(dbuf[0]) << 18
+            | u32::from(dbuf[1]) << 12
+            | u32::from(dbuf[2]) << 6
+            | u32::from(dbuf[3]);
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        out.extend_from_slice(&bytes[..dlen - 1]);
+        if let Some(at) = trailing {
+            return Err(at);
+        }
+        if dlen < 4 {
+            return Ok(out);
+        }
+    }
+}
+
 fn base32_decode(input: &[u8]) -> Result<Vec<u8>, usize> {
     const PAD: u8 = b'=';
     let src: Vec<u8> = input

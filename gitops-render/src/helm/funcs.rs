@@ -32,6 +32,15 @@ fn at_least(name: &str, args: &[Value], want: usize) -> Result<(), FuncError> {
     Ok(())
 }
 
+/// Go's runtime error for `s[start:end]` out of range (`start` is `None` for `s[:end]`).
+fn go_slice_error(start: Option<i64>, end: i64, len: i64) -> FuncError {
+    FuncError::Msg(match start {
+        None if end < 0 => format!("runtime error: slice bounds out of range [:{end}]"),
+        None => format!("runtime error: slice bounds out of range [:{end}] with length {len}"),
+        Some(start) => format!("runtime error: slice bounds out of range [{start}:{end}]"),
+    })
+}
+
 /// Sprig's `strval`: strings as they are, everything else through `%v`.
 pub fn strval(v: &Value) -> String {
     match v {
@@ -490,8 +499,12 @@ pub fn func_map() -> FuncMap {
     f!("toStrings", |_, a| {
         arity("toStrings", a, 1)?;
         let l = list_of(&a[0]).unwrap_or_else(|| vec![a[0].clone()]);
+        // Sprig's strslice leaves nil elements out.
         Ok(Value::from(
-            l.iter().map(|v| Value::from(strval(v))).collect::<Vec<_>>(),
+            l.iter()
+                .filter(|v| !v.is_nil())
+                .map(|v| Value::from(strval(v)))
+                .collect::<Vec<_>>(),
         ))
     });
     f!("toDecimal", |_, a| {
@@ -576,12 +589,23 @@ pub fn func_map() -> FuncMap {
         let (start, end) = (to_i64(&a[0]), to_i64(&a[1]));
         let x = s(a, 2);
         let b = x.as_bytes();
+        let len = b.len() as i64;
+        // Sprig slices without checks; Go's runtime errors come back from the call.
         let r = if start < 0 {
-            &b[..(end.max(0) as usize).min(b.len())]
-        } else if end < 0 || end as usize > b.len() {
-            &b[(start as usize).min(b.len())..]
+            if end < 0 || end > len {
+                return Err(go_slice_error(None, end, len));
+            }
+            &b[..end as usize]
+        } else if end < 0 || end > len {
+            if start > len {
+                return Err(go_slice_error(Some(start), len, len));
+            }
+            &b[start as usize..]
         } else {
-            &b[(start as usize).min(end as usize)..end as usize]
+            if start > end {
+                return Err(go_slice_error(Some(start), end, len));
+            }
+            &b[start as usize..end as usize]
         };
         Ok(Value::from(String::from_utf8_lossy(r).into_owned()))
     });
@@ -618,12 +642,22 @@ pub fn func_map() -> FuncMap {
         let head = String::from_utf8_lossy(&x.as_bytes()[..(w - 3) as usize]).into_owned();
         Ok(Value::from(format!("{head}...")))
     });
+    f!("abbrevboth", |_, a| {
+        arity("abbrevboth", a, 3)?;
+        let (left, right) = (to_i64(&a[0]), to_i64(&a[1]));
+        let x = s(a, 2);
+        if right < 4 || left > 0 && right < 7 {
+            return Ok(Value::from(x));
+        }
+        Ok(Value::from(abbreviate_full(&x, left, right)))
+    });
     f!("initials", |_, a| {
         arity("initials", a, 1)?;
+        // goutils takes each word's first byte as a rune (so `é` gives `Ã`).
         Ok(Value::from(
             s(a, 0)
-                .split_whitespace()
-                .filter_map(|w| w.chars().next())
+                .split(char::is_whitespace)
+                .filter_map(|w| w.bytes().next().map(char::from))
                 .collect::<String>(),
         ))
     });
@@ -1271,10 +1305,11 @@ pub fn func_map() -> FuncMap {
     });
     f!("b64dec", |_, a| {
         arity("b64dec", a, 1)?;
+        // Sprig returns the decoder's error text as the result.
         Ok(Value::from(
-            match base64::engine::general_purpose::STANDARD.decode(s(a, 0)) {
+            match super::encoding::base64_decode(sv(a, 0).as_bytes()) {
                 Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-                Err(e) => e.to_string(),
+                Err(at) => format!("illegal base64 data at input byte {at}"),
             },
         ))
     });
@@ -1735,17 +1770,91 @@ fn snakecase(s: &str) -> String {
     out
 }
 
+/// goutils' `AbbreviateFull`: `s` shortened to `width` bytes around `offset`, with `...`
+/// marking what was cut (`s` unchanged where goutils refuses the widths).
+fn abbreviate_full(s: &str, offset: i64, width: i64) -> String {
+    let len = s.len() as i64;
+    if s.is_empty() || width < 4 {
+        return s.to_string();
+    }
+    if len <= width {
+        return s.to_string();
+    }
+    let bytes = |from: i64, to: i64| {
+        String::from_utf8_lossy(&s.as_bytes()[from as usize..to as usize]).into_owned()
+    };
+    let mut offset = offset.min(len);
+    if len - offset < width - 3 {
+        offset = len - (width - 3);
+    }
+    if offset <= 4 {
+        return bytes(0, width - 3) + "...";
+    }
+    if width < 7 {
+        return String::new();
+    }
+    if offset + width - 3 < len {
+        return format!("...{}", abbreviate_full(&bytes(offset, len), 0, width - 3));
+    }
+    format!("...{}", bytes(len - (width - 3), len))
+}
+
+/// xstrings' `ToCamelCase` (Sprig's `camelcase`): words split by `-`, `_` and spaces are joined
+/// with their first letter upper-cased; leading connectors stay, a run of connectors keeps all
+/// but its last, and an all-capitals word keeps only its first capital.
 fn camelcase(s: &str) -> String {
-    s.split('_')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut c = p.chars();
-            match c.next() {
-                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
-                None => String::new(),
+    fn connector(c: char) -> bool {
+        c == '-' || c == '_' || c.is_whitespace()
+    }
+    fn upper(c: char) -> char {
+        c.to_uppercase().next().unwrap_or(c)
+    }
+    fn lower(c: char) -> char {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    // Leading connectors appear in the output; the first letter is upper-cased.
+    let mut r0 = None;
+    for c in chars.by_ref() {
+        if !connector(c) {
+            r0 = Some(c);
+            break;
+        }
+        out.push(c);
+    }
+    let Some(first) = r0 else {
+        // Only connectors: xstrings writes the last one twice.
+        if let Some(last) = s.chars().last() {
+            out.push(last);
+        }
+        return out;
+    };
+    let mut first_upper = first.is_uppercase();
+    let mut r0 = upper(first);
+    for c in chars {
+        let r1 = r0;
+        r0 = c;
+        if connector(r0) && connector(r1) {
+            out.push(r1);
+            continue;
+        }
+        if connector(r1) {
+            first_upper = r0.is_uppercase();
+            r0 = upper(r0);
+        } else {
+            if first_upper {
+                if r0.is_uppercase() {
+                    r0 = lower(r0);
+                } else {
+                    first_upper = false;
+                }
             }
-        })
-        .collect()
+            out.push(r1);
+        }
+    }
+    out.push(r0);
+    out
 }
 
 fn wrap(s: &str, width: usize, nl: &str) -> String {
@@ -2138,6 +2247,8 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
     let chars: Vec<char> = format.chars().collect();
     let mut i = 0;
     let mut argi = 0;
+    // An explicit `[n]` index was used: Go then does not report extra arguments.
+    let mut reordered = false;
     while i < chars.len() {
         let c = chars[i];
         if c != '%' {
@@ -2163,6 +2274,36 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             }
             i += 1;
         }
+        // `%[n]verb`: the next argument is the n-th (1-based).
+        let mut bad_index = false;
+        let mut arg_index = |i: &mut usize, argi: &mut usize| {
+            if *i < chars.len() && chars[*i] == '[' {
+                reordered = true;
+                let close = chars[*i..].iter().position(|&c| c == ']');
+                let n: Option<usize> = close.and_then(|c| {
+                    chars[*i + 1..*i + c]
+                        .iter()
+                        .collect::<String>()
+                        .parse()
+                        .ok()
+                });
+                match (close, n) {
+                    (Some(c), Some(n)) if n >= 1 && n <= args.len() => {
+                        *argi = n - 1;
+                        *i += c + 1;
+                    }
+                    (Some(c), _) => {
+                        bad_index = true;
+                        *i += c + 1;
+                    }
+                    (None, _) => {
+                        bad_index = true;
+                        *i = chars.len() - 1;
+                    }
+                }
+            }
+        };
+        arg_index(&mut i, &mut argi);
         let mut width: Option<usize> = None;
         while i < chars.len() && chars[i].is_ascii_digit() {
             width = Some(
@@ -2188,6 +2329,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
                 i += 1;
             }
         }
+        arg_index(&mut i, &mut argi);
         if i >= chars.len() {
             out.push_str("%!(NOVERB)");
             break;
@@ -2198,19 +2340,16 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             out.push('%');
             continue;
         }
+        if bad_index {
+            let _ = write!(out, "%!{verb}(BADINDEX)");
+            continue;
+        }
         let Some(arg) = args.get(argi) else {
             let _ = write!(out, "%!{verb}(MISSING)");
             continue;
         };
         argi += 1;
-        let body = format_verb(verb, arg, plus, sharp, space, prec);
-        let body = match body {
-            Some(b) => b,
-            None => {
-                let _ = write!(out, "%!{verb}({}={})", arg.type_name(), arg.to_go_string());
-                continue;
-            }
-        };
+        let body = format_value(verb, arg, plus, sharp, space, prec);
         let len = body.chars().count();
         match width {
             Some(w) if w > len => {
@@ -2240,7 +2379,7 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
             _ => out.push_str(&body),
         }
     }
-    if argi < args.len() {
+    if !reordered && argi < args.len() {
         out.push_str("%!(EXTRA ");
         let extra: Vec<String> = args[argi..]
             .iter()
@@ -2250,6 +2389,75 @@ pub fn sprintf(format: &str, args: &[Value]) -> String {
         out.push(')');
     }
     out
+}
+
+/// One argument under one verb, as `fmt` prints it: slices and maps element by element (keys
+/// too), a verb that does not fit a value as `%!verb(type=value)`.
+fn format_value(
+    verb: char,
+    arg: &Value,
+    plus: bool,
+    sharp: bool,
+    space: bool,
+    prec: Option<usize>,
+) -> String {
+    if sharp && verb == 'v' {
+        return go_syntax(arg);
+    }
+    match arg {
+        Value::List(l) if !matches!(verb, 'v' | 'T') => {
+            let parts: Vec<String> = l
+                .iter()
+                .map(|e| format_value(verb, e, plus, sharp, space, prec))
+                .collect();
+            format!("[{}]", parts.join(" "))
+        }
+        Value::Map(m) if !matches!(verb, 'v' | 'T') => {
+            let m = m.borrow();
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        format_value(verb, &Value::from(k.as_str()), plus, sharp, space, prec),
+                        format_value(verb, &m[k], plus, sharp, space, prec)
+                    )
+                })
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        _ => format_verb(verb, arg, plus, sharp, space, prec).unwrap_or_else(|| match arg {
+            Value::Nil => format!("%!{verb}(<nil>)"),
+            other => format!("%!{verb}({}={})", other.type_name(), other.to_go_string()),
+        }),
+    }
+}
+
+/// `%#v`: the value in Go syntax.
+fn go_syntax(v: &Value) -> String {
+    match v {
+        Value::Nil => "<nil>".into(),
+        Value::Str(s) => go_quote(s),
+        Value::List(l) => format!(
+            "[]interface {{}}{{{}}}",
+            l.iter().map(go_syntax).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Map(m) => {
+            let m = m.borrow();
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            format!(
+                "map[string]interface {{}}{{{}}}",
+                keys.into_iter()
+                    .map(|k| format!("{}:{}", go_quote(k), go_syntax(&m[k])))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        other => other.to_go_string(),
+    }
 }
 
 fn format_verb(
@@ -2279,6 +2487,10 @@ fn format_verb(
             Value::Float(f) if plus && *f >= 0.0 => format!("+{}", format_float_g(*f)),
             Value::Int(i) if plus && *i >= 0 => format!("+{i}"),
             Value::Str(s) if sharp => go_quote(s),
+            Value::Str(s) => match prec {
+                Some(p) => s.chars().take(p).collect(),
+                None => s.to_string(),
+            },
             other => other.to_go_string(),
         },
         's' => match arg {
@@ -2286,8 +2498,7 @@ fn format_verb(
                 Some(p) => s.chars().take(p).collect(),
                 None => s.to_string(),
             },
-            Value::Int(_) | Value::Float(_) | Value::Bool(_) => return None,
-            Value::Nil => "%!s(<nil>)".into(),
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) | Value::Nil => return None,
             other => other.to_go_string(),
         },
         'q' => match arg {
@@ -2303,13 +2514,6 @@ fn format_verb(
                     i.to_string()
                 }
             }
-            Value::List(l) => format!(
-                "[{}]",
-                l.iter()
-                    .map(|v| v.to_go_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
             _ => return None,
         },
         't' => match arg {
@@ -2424,6 +2628,71 @@ mod tests {
         );
         assert_eq!(sprintf("%.2f", &[Value::Float(1.0 / 3.0)]), "0.33");
         assert_eq!(sprintf("%d", &[Value::Float(1.0)]), "%!d(float64=1)");
+    }
+
+    /// Expected values printed by helm 3.17.3 (Sprig v3.3, xstrings, goutils).
+    #[test]
+    fn sprig_strings_like_helm() {
+        for (input, want) in [
+            ("GOLANG_IS_GREAT", "GolangIsGreat"),
+            ("http_server-name", "HttpServerName"),
+            ("_complex__case_", "_Complex_Case_"),
+            ("hello world", "HelloWorld"),
+            ("HTTPServer", "Httpserver"),
+            ("ab--cd", "Ab-Cd"),
+            ("_", "__"),
+            ("XY z", "XyZ"),
+        ] {
+            assert_eq!(camelcase(input), want, "camelcase {input:?}");
+        }
+        assert_eq!(abbreviate_full("1234 5678 9123", 5, 10), "...5678...");
+        assert_eq!(
+            sprintf(
+                "%q|%[2]v %[1]v",
+                &[Value::from(vec![Value::from("a")]), Value::Int(2)]
+            ),
+            "[\"a\"]|2 [a]"
+        );
+        assert_eq!(
+            sprintf("%.3v|%d", &[Value::from("abcdef"), Value::Nil]),
+            "abc|%!d(<nil>)"
+        );
+    }
+
+    #[test]
+    fn substr_out_of_range_is_gos_runtime_error() {
+        let funcs = func_map();
+        let substr = funcs.get("substr").copied().expect("substr");
+        let set = super::super::template::Set::default();
+        let call = |a: &[Value]| {
+            let mut ex = Exec::new(&set, &funcs, Default::default());
+            match substr(&mut ex, a) {
+                Ok(v) => Ok(v.to_go_string()),
+                Err(FuncError::Msg(m)) => Err(m),
+                Err(FuncError::Limit(e)) => Err(e.to_string()),
+            }
+        };
+        assert_eq!(
+            call(&[Value::Int(3), Value::Int(1), Value::from("abcdef")]),
+            Err("runtime error: slice bounds out of range [3:1]".into())
+        );
+        assert_eq!(
+            call(&[Value::Int(-1), Value::Int(10), Value::from("abcdef")]),
+            Err("runtime error: slice bounds out of range [:10] with length 6".into())
+        );
+        assert_eq!(
+            call(&[Value::Int(1), Value::Int(3), Value::from("abcdef")]),
+            Ok("bc".into())
+        );
+    }
+
+    #[test]
+    fn b64dec_skips_newlines_and_reports_gos_offsets() {
+        use super::super::encoding::base64_decode;
+        assert_eq!(base64_decode(b"aGVs\nbG8=").as_deref(), Ok(&b"hello"[..]));
+        assert_eq!(base64_decode(b"!!"), Err(0));
+        assert_eq!(base64_decode(b"aGVsbG8"), Err(4));
+        assert_eq!(base64_decode(b"aGVsbG8=x"), Err(8));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub mod yaml;
 use std::path::{Path, PathBuf};
 
 pub use lookup::{Lookup, LookupError};
-pub use render::{RenderOptions, Rendered};
+pub use render::{DEFAULT_KUBE_VERSION, RenderOptions, Rendered};
 pub use value::Value;
 
 /// Why a chart failed to load or render. `Display` gives Helm's message.

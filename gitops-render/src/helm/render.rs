@@ -148,12 +148,16 @@ pub struct RenderOptions {
     pub parallel: bool,
 }
 
+/// The Kubernetes version `helm template` assumes without `--kube-version`: helm 3.17.3's
+/// release binary is built with client-go 0.32, so `.Capabilities.KubeVersion` is `v1.32.0`.
+pub const DEFAULT_KUBE_VERSION: &str = "v1.32.0";
+
 impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions {
             release_name: "release-name".into(),
             namespace: "default".into(),
-            kube_version: "v1.20.0".into(),
+            kube_version: DEFAULT_KUBE_VERSION.into(),
             api_versions: Vec::new(),
             include_crds: false,
             skip_tests: false,

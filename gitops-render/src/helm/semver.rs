@@ -2,7 +2,6 @@
 //! and `kubeVersion` constraints.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 use super::value::Value;
 
@@ -67,16 +66,25 @@ impl Version {
         })
     }
 
-    /// The version as a template value (fields like the Go methods).
+    /// The version as a template value: a `*semver.Version` whose methods (`Major`, `Minor`,
+    /// `Patch`, `Prerelease`, `Metadata`, `Original`, `String`, `Compare`, `LessThan`,
+    /// `GreaterThan`, `Equal`) templates call, printed as its `String()`.
     pub fn to_value(&self) -> Value {
-        let mut m = BTreeMap::new();
-        m.insert("Major".into(), Value::Int(self.major as i64));
-        m.insert("Minor".into(), Value::Int(self.minor as i64));
-        m.insert("Patch".into(), Value::Int(self.patch as i64));
-        m.insert("Prerelease".into(), Value::from(self.pre.as_str()));
-        m.insert("Metadata".into(), Value::from(self.meta.as_str()));
-        m.insert("Original".into(), Value::from(self.original.as_str()));
-        Value::from(m)
+        Value::Object(std::rc::Rc::new(self.clone()))
+    }
+
+    /// Masterminds' `String()`: `MAJOR.MINOR.PATCH[-PRE][+META]`, without a leading `v`.
+    pub fn canonical(&self) -> String {
+        let mut s = format!("{}.{}.{}", self.major, self.minor, self.patch);
+        if !self.pre.is_empty() {
+            s.push('-');
+            s.push_str(&self.pre);
+        }
+        if !self.meta.is_empty() {
+            s.push('+');
+            s.push_str(&self.meta);
+        }
+        s
     }
 
     fn cmp(&self, o: &Version) -> Ordering {
@@ -291,6 +299,72 @@ fn normalize_group(group: &str) -> Vec<String> {
         i += 1;
     }
     out
+}
+
+impl super::value::Object for Version {
+    fn type_name(&self) -> &str {
+        "*semver.Version"
+    }
+
+    fn field(&self, name: &str) -> Option<Value> {
+        self.call(name, &[]).and_then(Result::ok)
+    }
+
+    fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
+        let other = || -> Result<Version, String> {
+            match args.first() {
+                Some(Value::Object(o)) => o
+                    .as_any()
+                    .and_then(|a| a.downcast_ref::<Version>())
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            "wrong type for value; expected *semver.Version; got {}",
+                            o.type_name()
+                        )
+                    }),
+                Some(v) => Err(format!(
+                    "wrong type for value; expected *semver.Version; got {}",
+                    v.type_name()
+                )),
+                None => Err(format!("wrong number of args for {name}: want 1 got 0")),
+            }
+        };
+        Some(Ok(match name {
+            "Major" => Value::Int64(self.major as i64),
+            "Minor" => Value::Int64(self.minor as i64),
+            "Patch" => Value::Int64(self.patch as i64),
+            "Prerelease" => Value::from(self.pre.as_str()),
+            "Metadata" => Value::from(self.meta.as_str()),
+            "Original" => Value::from(self.original.as_str()),
+            "String" => Value::from(self.canonical()),
+            "Compare" => match other() {
+                Ok(o) => Value::Int(match self.cmp(&o) {
+                    Ordering::Less => -1,
+                    Ordering::Equal => 0,
+                    Ordering::Greater => 1,
+                }),
+                Err(e) => return Some(Err(e)),
+            },
+            "LessThan" | "GreaterThan" | "Equal" => match other() {
+                Ok(o) => Value::Bool(match name {
+                    "LessThan" => self.cmp(&o) == Ordering::Less,
+                    "GreaterThan" => self.cmp(&o) == Ordering::Greater,
+                    _ => self.cmp(&o) == Ordering::Equal,
+                }),
+                Err(e) => return Some(Err(e)),
+            },
+            _ => return None,
+        }))
+    }
+
+    fn display(&self) -> String {
+        self.canonical()
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
 }
 
 #[cfg(test)]

@@ -1038,6 +1038,9 @@ fn is_break(c: char) -> bool {
     matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
+/// go-yaml v2's `is_printable` (what Helm's `toYaml` emits with): characters beyond the Basic
+/// Multilingual Plane are not printable, so a string holding one is double-quoted and the
+/// character written as `\UXXXXXXXX`.
 fn is_printable(c: char) -> bool {
     let v = c as u32;
     v == 0x0A
@@ -1045,7 +1048,6 @@ fn is_printable(c: char) -> bool {
         || v == 0x85
         || ((0xA0..=0xD7FF).contains(&v))
         || ((0xE000..=0xFFFD).contains(&v) && v != 0xFEFF)
-        || (0x10000..=0x10FFFF).contains(&v)
 }
 
 thread_local! {

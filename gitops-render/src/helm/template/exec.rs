@@ -580,6 +580,9 @@ impl<'a> Exec<'a> {
                         &format!("can't give argument to non-function {}", a.show(other)),
                     ));
                 }
+                if let Arg::Nil(pos) = other {
+                    return Err(self.errorf(Some(*pos), &ctx, "nil is not a command"));
+                }
                 self.eval_arg(a, dot, other)
             }
         }

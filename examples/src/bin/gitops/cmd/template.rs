@@ -81,7 +81,7 @@ fn run_inner(args: &Args) -> Result<(String, Vec<String>), HelmError> {
     let kube_version = match &args.kube_version {
         Some(v) if v.starts_with('v') => v.clone(),
         Some(v) => format!("v{v}"),
-        None => "v1.20.0".to_string(),
+        None => gitops_render::helm::DEFAULT_KUBE_VERSION.to_string(),
     };
     let opts = RenderOptions {
         release_name: args.release.clone(),
