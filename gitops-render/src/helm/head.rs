@@ -338,18 +338,7 @@ fn split_key(content: &str) -> Option<(&str, &str)> {
     if key.len() > 512 {
         return None;
     }
-    let after = after.strip_prefix(':')?;
-    if after.is_empty() {
-        return Some((key, after));
-    }
-    if !after.starts_with(' ') {
-        return None;
-    }
-    let rest = after.trim_start_matches(' ');
-    if rest.starts_with('#') {
-        return Some((key, ""));
-    }
-    Some((key, rest))
+    Some((key, super::yaml::value_after_key(after)?))
 }
 
 enum Scalar<'a> {

@@ -2114,17 +2114,24 @@ mod lines {
         if content.len() - after.len() > 512 {
             return None;
         }
-        let after = after.strip_prefix(':')?;
-        if after.is_empty() {
-            return Some((key, after));
-        }
-        if !after.starts_with(' ') {
-            return None;
-        }
-        let rest = after.trim_start_matches(' ');
-        if rest.starts_with('#') {
-            return Some((key, ""));
-        }
-        Some((key, rest))
+        Some((key, super::value_after_key(after)?))
     }
+}
+
+/// What follows a block mapping key on its line (`after` starts at the `:`): the value's text,
+/// empty for none or a comment; `None` when the line is not `key: value` (no `:`, or no space
+/// after it).
+pub(super) fn value_after_key(after: &str) -> Option<&str> {
+    let after = after.strip_prefix(':')?;
+    if after.is_empty() {
+        return Some(after);
+    }
+    if !after.starts_with(' ') {
+        return None;
+    }
+    let rest = after.trim_start_matches(' ');
+    if rest.starts_with('#') {
+        return Some("");
+    }
+    Some(rest)
 }
