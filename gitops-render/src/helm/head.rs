@@ -356,37 +356,10 @@ enum Scalar<'a> {
 
 /// A value written on one line (`s` is trimmed at the start), or `None` outside the subset.
 fn scalar(s: &str) -> Option<Scalar<'_>> {
-    let after_token = |rest: &str| {
-        let t = rest.trim_start_matches(' ');
-        (t.is_empty() || (t.starts_with('#') && rest.len() > t.len())).then_some(())
-    };
+    use super::yaml::after_token;
     let first = *s.as_bytes().first()?;
     match first {
-        b'"' => {
-            let end = s[1..].find('"')? + 1;
-            let text = &s[1..end];
-            if text.contains('\\') {
-                return None;
-            }
-            after_token(&s[end + 1..])?;
-            Some(Scalar::Text(text.into()))
-        }
-        b'\'' => {
-            let mut text = String::new();
-            let mut i = 1;
-            let b = s.as_bytes();
-            loop {
-                let j = s[i..].find('\'')? + i;
-                text.push_str(&s[i..j]);
-                if b.get(j + 1) == Some(&b'\'') {
-                    text.push('\'');
-                    i = j + 2;
-                } else {
-                    after_token(&s[j + 1..])?;
-                    return Some(Scalar::Text(text.into()));
-                }
-            }
-        }
+        b'"' | b'\'' => Some(Scalar::Text(super::yaml::one_line_quoted(s)?)),
         b'{' | b'[' => {
             let (token, v) = if first == b'{' {
                 ("{}", Scalar::EmptyMap)

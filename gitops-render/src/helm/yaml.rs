@@ -1857,30 +1857,7 @@ mod lines {
             }
             let b = rest.as_bytes();
             match b[0] {
-                b'"' => {
-                    let end = rest[1..].find('"')? + 1;
-                    let text = &rest[1..end];
-                    if text.contains('\\') {
-                        return None;
-                    }
-                    after_token(&rest[end + 1..])?;
-                    Some(Node::Str(text.to_string()))
-                }
-                b'\'' => {
-                    let mut text = String::new();
-                    let mut i = 1;
-                    loop {
-                        let j = rest[i..].find('\'')? + i;
-                        text.push_str(&rest[i..j]);
-                        if b.get(j + 1) == Some(&b'\'') {
-                            text.push('\'');
-                            i = j + 2;
-                        } else {
-                            after_token(&rest[j + 1..])?;
-                            return Some(Node::Str(text));
-                        }
-                    }
-                }
+                b'"' | b'\'' => Some(Node::Str(super::one_line_quoted(rest)?.into_owned())),
                 b'{' => {
                     after_token(rest[1..].trim_start_matches(' ').strip_prefix('}')?)?;
                     Some(Node::Map(Vec::new()))
@@ -1995,10 +1972,7 @@ mod lines {
     }
 
     /// After a quoted scalar or `{}`/`[]`: nothing but spaces and a comment.
-    fn after_token(rest: &str) -> Option<()> {
-        let t = rest.trim_start_matches(' ');
-        (t.is_empty() || (t.starts_with('#') && rest.len() > t.len())).then_some(())
-    }
+    use super::after_token;
 
     /// A flow sequence of scalars on one line (`[a, "b", 'c']`) and the rest of the line.
     fn flow_seq(s: &str) -> Option<(Vec<Node>, &str)> {
@@ -2115,6 +2089,46 @@ mod lines {
             return None;
         }
         Some((key, super::value_after_key(after)?))
+    }
+}
+
+/// Whether `rest` (what follows a token on its line) is empty or only a comment after a space.
+pub(super) fn after_token(rest: &str) -> Option<()> {
+    let t = rest.trim_start_matches(' ');
+    (t.is_empty() || (t.starts_with('#') && rest.len() > t.len())).then_some(())
+}
+
+/// A quoted scalar that is the whole rest of its line (`s` starts at the quote): a
+/// double-quoted one without escapes, or a single-quoted one (`''` is a quote); `None` for
+/// anything else, which the full parser then reads.
+pub(super) fn one_line_quoted(s: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let b = s.as_bytes();
+    match b.first()? {
+        b'"' => {
+            let end = s[1..].find('"')? + 1;
+            let text = &s[1..end];
+            if text.contains('\\') {
+                return None;
+            }
+            after_token(&s[end + 1..])?;
+            Some(std::borrow::Cow::Borrowed(text))
+        }
+        b'\'' => {
+            let mut text = String::new();
+            let mut i = 1;
+            loop {
+                let j = s[i..].find('\'')? + i;
+                text.push_str(&s[i..j]);
+                if b.get(j + 1) == Some(&b'\'') {
+                    text.push('\'');
+                    i = j + 2;
+                } else {
+                    after_token(&s[j + 1..])?;
+                    return Some(std::borrow::Cow::Owned(text));
+                }
+            }
+        }
+        _ => None,
     }
 }
 
